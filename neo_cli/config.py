@@ -1,0 +1,311 @@
+"""Configuration: one frozen, validated `Settings` built from four layers.
+
+Precedence, highest first: command-line flags > environment (`NEO_HOME`, `TUSHARE_TOKEN`) >
+the config file (`--config`, else `NEO_CONFIG`, else `./configs/neo.toml` when present) > the
+defaults below. Every bad value is reported as one line naming the key, the value, where it came
+from and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from neo_cli.errors import InputError
+from neo_cli.tasktypes import DATASETS
+
+DEFAULT_CONFIG = Path("configs") / "neo.toml"
+
+
+@dataclass(frozen=True)
+class Key:
+    """How one config key is checked: its type, bounds or choices, and its default."""
+
+    default: Any
+    kind: type = str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    secret: bool = False
+
+    def allowed(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        noun = {int: "a whole number", float: "a number", bool: "true or false"}.get(
+            self.kind, "a string"
+        )
+        if self.minimum is not None and self.maximum is not None:
+            return f"{noun} from {_num(self.minimum)} to {_num(self.maximum)}"
+        if self.minimum is not None:
+            return f"{noun} >= {_num(self.minimum)}"
+        return noun
+
+    def check(self, value: Any) -> Any:
+        """Return the value converted to this key's type, or raise ValueError."""
+        if self.kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+                return value.lower() in ("true", "1")
+            raise ValueError
+        if self.kind in (int, float):
+            if isinstance(value, bool):
+                raise ValueError
+            if self.kind is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            number = self.kind(value) if not isinstance(value, str) else self.kind(value.strip())
+            if self.minimum is not None and number < self.minimum:
+                raise ValueError
+            if self.maximum is not None and number > self.maximum:
+                raise ValueError
+            return number
+        if not isinstance(value, str):
+            raise ValueError
+        if self.choices and value not in self.choices:
+            raise ValueError
+        return value
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+# The public schema. Section and key names are part of neo's interface: add, never rename.
+SCHEMA: dict[str, dict[str, Key]] = {
+    "paths": {"data_dir": Key("data")},
+    "queue": {
+        "storage": Key("sqlite", choices=("sqlite", "redis")),
+        "redis_url": Key("redis://127.0.0.1:6379/0"),
+        "max_pending": Key(200_000, int, 1, 100_000_000),
+        "fsync": Key(True, bool),
+    },
+    "fast": {
+        "workers": Key(50, int, 1, 1000),
+        "call_timeout": Key(30.0, float, 0.1, 3600),
+        "max_save_backlog": Key(2000, int, 1, 10_000_000),
+        "min_free_memory_mb": Key(256, int, 0, 1_000_000),
+    },
+    "slow": {
+        "workers": Key(4, int, 1, 64),
+        "batch_size": Key(1000, int, 1, 10_000_000),
+        "batch_timeout": Key(30.0, float, 0.01, 86_400),
+        "memory_limit": Key("512MB"),
+    },
+    "retry": {
+        "max_attempts": Key(6, int, 1, 100),
+        "base_delay": Key(2.0, float, 0, 3600),
+        "max_delay": Key(120.0, float, 0, 86_400),
+    },
+    "limiter": {
+        "margin_seconds": Key(0.6, float, 0, 30),
+        "lookahead_seconds": Key(1.0, float, 0.05, 60),
+    },
+    "provider": {"name": Key("simulated", choices=("simulated", "tushare"))},
+    "provider.simulated": {
+        "symbols": Key(300, int, 1, 20_000),
+        "seed": Key(20240101, int, 0, 2**31),
+        "end_date": Key(""),
+        "latency_ms": Key(30.0, float, 0, 60_000),
+        "jitter_ms": Key(20.0, float, 0, 60_000),
+        "timeout_rate": Key(0.0, float, 0, 1),
+        "error_rate": Key(0.0, float, 0, 1),
+        "malformed_rate": Key(0.0, float, 0, 1),
+        "deny_symbols": Key(""),
+    },
+    "provider.tushare": {
+        "url": Key("http://api.tushare.pro"),
+        "token": Key("", secret=True),
+    },
+    "rate_limits": {
+        "stock_basic": Key(60, int, 1, 1_000_000),
+        "daily": Key(500, int, 1, 1_000_000),
+        "adj_factor": Key(500, int, 1, 1_000_000),
+        "income": Key(200, int, 1, 1_000_000),
+        "balancesheet": Key(200, int, 1, 1_000_000),
+        "cashflow": Key(200, int, 1, 1_000_000),
+    },
+}
+assert set(SCHEMA["rate_limits"]) == set(DATASETS)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, validated. `values[section][key]`; `source` says where each came from."""
+
+    values: Mapping[str, Mapping[str, Any]]
+    config_file: Path | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def get(self, dotted: str) -> Any:
+        section, _, key = dotted.rpartition(".")
+        return self.values[section][key]
+
+    # The settings the core reads most, named.
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.values["paths"]["data_dir"])
+
+    @property
+    def rate_limits(self) -> dict[str, int]:
+        return dict(self.values["rate_limits"])
+
+    @property
+    def token(self) -> str:
+        return self.values["provider.tushare"]["token"]
+
+    def with_overrides(self, overrides: Mapping[str, Any], source: str = "flag") -> Settings:
+        """A copy with dotted keys replaced (validated like any other layer)."""
+        raw = {s: dict(v) for s, v in self.values.items()}
+        sources = dict(self.sources)
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, _, key = dotted.rpartition(".")
+            raw[section][key] = value
+            sources[dotted] = source
+        return replace(self, values=_validate(raw, sources), sources=sources)
+
+    def public(self) -> dict[str, dict[str, Any]]:
+        """The settings with secrets masked, for display and for files under the data dir."""
+        return {
+            s: {k: ("***" if SCHEMA[s][k].secret and v else v) for k, v in kv.items()}
+            for s, kv in self.values.items()
+        }
+
+
+def _flatten(doc: Mapping[str, Any], origin: str) -> dict[str, dict[str, Any]]:
+    """TOML tables -> {"section": {key: value}}, rejecting unknown sections and keys."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def walk(table: Mapping[str, Any], prefix: str) -> None:
+        for name, value in table.items():
+            dotted = f"{prefix}.{name}" if prefix else name
+            if isinstance(value, dict):
+                if dotted not in SCHEMA and not any(s.startswith(dotted + ".") for s in SCHEMA):
+                    raise InputError(
+                        f"unknown section [{dotted}] in {origin}; allowed: "
+                        + ", ".join(f"[{s}]" for s in SCHEMA)
+                    )
+                walk(value, dotted)
+                continue
+            if prefix not in SCHEMA or name not in SCHEMA[prefix]:
+                where = f"[{prefix}]" if prefix else "the top level"
+                allowed = ", ".join(SCHEMA[prefix]) if prefix in SCHEMA else "none (use a section)"
+                raise InputError(f"unknown key {name!r} in {where} of {origin}; allowed: {allowed}")
+            out.setdefault(prefix, {})[name] = value
+
+    walk(doc, "")
+    return out
+
+
+def _validate(raw: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str]) -> dict:
+    values: dict[str, dict[str, Any]] = {}
+    for section, keys in SCHEMA.items():
+        values[section] = {}
+        for name, key in keys.items():
+            value = raw.get(section, {}).get(name, key.default)
+            try:
+                values[section][name] = key.check(value)
+            except (ValueError, TypeError):
+                dotted = f"{section}.{name}"
+                shown = "***" if key.secret else repr(value)
+                origin = sources.get(dotted, "defaults")
+                raise InputError(
+                    f"invalid [{section}] {name} = {shown} (from {origin}); "
+                    f"allowed: {key.allowed()}"
+                ) from None
+    return values
+
+
+ENV_KEYS: dict[str, str] = {"NEO_HOME": "paths.data_dir", "TUSHARE_TOKEN": "provider.tushare.token"}
+
+
+def load(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Build Settings from defaults, the config file, the environment and flag overrides."""
+    env = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+    path: Path | None
+    if config_file is not None:
+        path, origin = Path(config_file), "--config"
+    elif env.get("NEO_CONFIG"):
+        path, origin = Path(env["NEO_CONFIG"]), "NEO_CONFIG"
+    else:
+        default = cwd / DEFAULT_CONFIG
+        path, origin = (default, "default") if default.is_file() else (None, "")
+
+    raw: dict[str, dict[str, Any]] = {}
+    sources: dict[str, str] = {}
+    if path is not None:
+        path = path if path.is_absolute() else cwd / path
+        raw = _flatten(_read_toml(path, origin), str(path))
+        sources = {f"{s}.{k}": str(path) for s, kv in raw.items() for k in kv}
+
+    for var, dotted in ENV_KEYS.items():
+        if env.get(var):
+            section, _, key = dotted.rpartition(".")
+            raw.setdefault(section, {})[key] = env[var]
+            sources[dotted] = f"${var}"
+
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            section, _, key = dotted.rpartition(".")
+            raw.setdefault(section, {})[key] = value
+            sources[dotted] = _flag_name(dotted)
+
+    values = _validate(raw, sources)
+    data_dir = Path(values["paths"]["data_dir"]).expanduser()
+    values["paths"]["data_dir"] = str(data_dir if data_dir.is_absolute() else cwd / data_dir)
+    return Settings(values=values, config_file=path, sources=sources)
+
+
+def _read_toml(path: Path, origin: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise InputError(f"config file {path} (from {origin}) does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"config file {path} (from {origin}) is a directory, not a file") from None
+    except PermissionError:
+        raise InputError(f"config file {path} (from {origin}) is not readable") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"config file {path} is not valid TOML: not UTF-8 text") from None
+
+
+_FLAGS: dict[str, str] = {}
+
+
+def _flag_name(dotted: str) -> str:
+    return _FLAGS.get(dotted, f"flag for {dotted}")
+
+
+def register_flag(dotted: str, flag: str) -> None:
+    """Let error messages name the flag a value came from (`--fast-workers`)."""
+    _FLAGS[dotted] = flag
+
+
+def restore(values: Mapping[str, Mapping[str, Any]], environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings saved with `public()` (secrets masked), secrets taken back from the environment.
+
+    The supervisor hands its consumers the settings it resolved this way, so a consumer it
+    restarts later runs with the same settings, and the token never touches the disk."""
+    env = os.environ if environ is None else environ
+    raw = {s: dict(kv) for s, kv in values.items()}
+    for section, keys in SCHEMA.items():
+        for name, key in keys.items():
+            if key.secret:
+                raw.setdefault(section, {})[name] = ""
+    token = env.get("TUSHARE_TOKEN", "")
+    raw.setdefault("provider.tushare", {})["token"] = token
+    return Settings(values=_validate(raw, {}), sources={})

@@ -1,0 +1,227 @@
+"""A consumer process: `python -m neo_cli.consumer fast|slow --settings FILE`.
+
+Builds the pipeline, attaches what its queue's tasks need, and hands over to Huey's consumer
+(thread workers; Huey's graceful signal is SIGINT). The supervisor starts one of each.
+
+Exit codes: 0 stopped; 3 the settings file is missing or invalid; 4 the database cannot be used
+(corrupt, unwritable) — the supervisor shows the log tail instead of restarting in a loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.handlers
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+from huey import signals as S
+
+from neo_cli import config
+from neo_cli.db.database import Database
+from neo_cli.db.saver import BatchSaver
+from neo_cli.db.writer import catalog
+from neo_cli.errors import DatabaseUnavailable, NeoError
+from neo_cli.ledger import Ledger
+from neo_cli.limits.local import LocalLimiter
+from neo_cli.metrics import MetricsStore, Recorder
+from neo_cli.paths import Paths
+from neo_cli.download import Downloader, RetryPolicy
+from neo_cli.pipeline import Pipeline, SlowRuntime
+from neo_cli.providers import build_provider
+from neo_cli.tasktypes import DATASETS
+
+EXIT_SETTINGS = 3
+EXIT_DATABASE = 4
+
+log = logging.getLogger("neo.consumer")
+
+
+def setup_logging(paths: Paths, name: str) -> None:
+    handler = logging.handlers.RotatingFileHandler(
+        paths.log_file(name), maxBytes=10 * 2**20, backupCount=5, encoding="utf-8"
+    )
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    # Huey logs every task at INFO; at tens of tasks a second that drowns what matters.
+    logging.getLogger("huey").setLevel(logging.WARNING)
+
+
+def count_signals(pipeline_huey, recorder: Recorder, queue: str) -> None:
+    """Queue metrics come from Huey's signals, not from inside the tasks."""
+    scope = f"queue:{queue}"
+    pipeline_huey.signal(S.SIGNAL_COMPLETE)(lambda signal, task, *a: recorder.incr(scope, "done"))
+    pipeline_huey.signal(S.SIGNAL_ERROR)(lambda signal, task, *a: recorder.incr(scope, "errors"))
+    pipeline_huey.signal(S.SIGNAL_RETRYING)(
+        lambda signal, task, *a: recorder.incr(scope, "retrying")
+    )
+
+
+class Throttle:
+    """Why downloads must pause now ('' when they need not): the save backlog or low memory.
+    Checked on every dequeue, so the answer is cached for a second."""
+
+    def __init__(self, pipeline: Pipeline, max_backlog: int, min_free_mb: int):
+        self.pipeline, self.max_backlog, self.min_free = pipeline, max_backlog, min_free_mb
+        self._at = 0.0
+        self._reason = ""
+        self._lock = threading.Lock()
+
+    def __call__(self) -> str:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._at < 1.0:
+                return self._reason
+            self._at = now
+        backlog = self.pipeline.slow_backlog()
+        reason = ""
+        if backlog >= self.max_backlog:
+            reason = f"save backlog {backlog} >= [fast] max_save_backlog {self.max_backlog}"
+        elif self.min_free:
+            free_mb = psutil.virtual_memory().available // 2**20
+            if free_mb < self.min_free:
+                reason = f"free memory {free_mb} MB < [fast] min_free_memory_mb {self.min_free}"
+        self._reason = reason
+        return reason
+
+
+def run_fast(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) -> int:
+    v = settings.values
+    limits = settings.rate_limits
+    lim = v["limiter"]
+    limiters = {
+        api: LocalLimiter(api, limits[api], margin=lim["margin_seconds"],
+                          lookahead=lim["lookahead_seconds"])
+        for api in DATASETS
+    }
+    provider = build_provider(settings)
+    ledger = Ledger(pipeline.paths.ledger)
+    retry = RetryPolicy(v["retry"]["max_attempts"], v["retry"]["base_delay"],
+                        v["retry"]["max_delay"], random.Random())
+    pipeline.attach_fast(
+        Downloader(provider, limiters, ledger, recorder, retry),
+        Throttle(pipeline, v["fast"]["max_save_backlog"], v["fast"]["min_free_memory_mb"]),
+    )
+    recorder.probes["paused"] = lambda: {
+        api: reason for api, l in limiters.items()
+        for until, reason in [l.paused()] if until > time.time()
+    }
+    try:
+        return serve(pipeline.fast, v["fast"]["workers"], recorder, max_delay=0.25)
+    finally:
+        provider.close()
+        ledger.close()
+
+
+def run_slow(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) -> int:
+    v = settings.values
+    database = Database(pipeline.paths.database, memory_limit=v["slow"]["memory_limit"])
+    ledger = Ledger(pipeline.paths.ledger)
+    if not prepare(database, ledger, recorder):
+        return EXIT_DATABASE
+    saver = BatchSaver(database, ledger, recorder, batch_size=v["slow"]["batch_size"],
+                       batch_timeout=v["slow"]["batch_timeout"]).start()
+    pipeline.attach_slow(SlowRuntime(saver, recorder),
+                         max_buffered_rows=max(5 * v["slow"]["batch_size"], 50_000))
+    recorder.probes["buffered_rows"] = lambda: saver.buffered_rows
+    try:
+        return serve(pipeline.slow, v["slow"]["workers"], recorder, max_delay=0.5)
+    finally:
+        saver.close()
+        ledger.close()
+
+
+def prepare(database: Database, ledger: Ledger, recorder: Recorder) -> bool:
+    """Create the schema and rebuild the catalog from what the database holds. A lock held by
+    another program is waited out; a corrupt or unwritable file ends the consumer."""
+    delay = 1.0
+    while True:
+        try:
+            database.ensure_schema()
+            with database.writer() as conn:
+                ledger.rebuild_catalog(*catalog(conn, list(DATASETS.values())))
+            recorder.gauge("db_error", "")
+            return True
+        except DatabaseUnavailable as exc:
+            recorder.gauge("db_error", str(exc))
+            recorder.flush()
+            if "locked" not in str(exc):
+                log.error("%s", exc)
+                print(f"neo slow consumer: {exc}", file=sys.stderr)
+                return False
+            log.warning("%s; retrying in %.0fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30)
+
+
+def serve(huey, workers: int, recorder: Recorder, max_delay: float) -> int:
+    consumer = huey.create_consumer(
+        workers=workers, worker_type="thread", initial_delay=0.05, backoff=1.15,
+        max_delay=max_delay, scheduler_interval=1, periodic=False, check_worker_health=True,
+    )
+    recorder.probes["in_flight"] = lambda: len(huey._tasks_in_flight)
+    recorder.probes["heartbeat"] = time.time
+    log.info("%s consumer up: pid %d, %d workers", huey.name, os.getpid(), workers)
+    consumer.run()
+    log.info("%s consumer stopped", huey.name)
+    return 0
+
+
+def watch_parent(parent: int) -> None:
+    """A consumer outliving its supervisor would run unsupervised and block the next start:
+    when the supervisor is gone, stop gracefully (as if `neo stop` had asked)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        log.error("supervisor (pid %d) is gone; stopping", parent)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)
+    parser = argparse.ArgumentParser(prog="neo-consumer")
+    parser.add_argument("queue", choices=("fast", "slow"))
+    parser.add_argument("--settings", required=True, type=Path)
+    parser.add_argument("--parent", type=int, default=0, help="stop when this process is gone")
+    args = parser.parse_args(argv)
+    try:
+        settings = config.restore(json.loads(args.settings.read_text()))
+    except (OSError, ValueError, NeoError) as exc:
+        print(f"neo {args.queue} consumer: bad settings file {args.settings}: {exc}",
+              file=sys.stderr)
+        return EXIT_SETTINGS
+    paths = Paths(settings.data_dir).ensure()
+    setup_logging(paths, args.queue)
+    pipeline = Pipeline(settings)
+    recorder = Recorder(MetricsStore(paths.metrics), args.queue)
+    recorder.gauge("pid", os.getpid())
+    recorder.gauge("started", time.time())
+    count_signals(pipeline.fast if args.queue == "fast" else pipeline.slow, recorder, args.queue)
+    recorder.start()
+    if args.parent:
+        watch_parent(args.parent)
+    try:
+        run = run_fast if args.queue == "fast" else run_slow
+        return run(settings, pipeline, recorder)
+    finally:
+        recorder.gauge("heartbeat", 0)
+        recorder.probes.pop("heartbeat", None)
+        recorder.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Starting and stopping neo in the background: what `neo start` and `neo stop` call."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psutil
+
+from neo_cli.config import Settings
+from neo_cli.db.database import Database
+from neo_cli.errors import AlreadyRunning, NotRunning, StartFailed
+from neo_cli.paths import Paths
+from neo_cli.runstate import lock_is_held, read_pid, read_state, write_atomic
+from neo_cli.supervisor import SUPERVISOR_MARK, log_tail
+
+
+@dataclass
+class Preflight:
+    paths: Paths
+    notes: list[str] = field(default_factory=list)
+
+
+def preflight(settings: Settings) -> Preflight:
+    """Everything that can be refused before a process is spawned."""
+    paths = Paths(settings.data_dir).ensure()
+    info = read_pid(paths)  # raises on a pid file holding garbage
+    if lock_is_held(paths):
+        raise AlreadyRunning(info.pid or 0, str(paths.root))
+    notes = []
+    if info.pid is not None and not info.alive:
+        paths.pid_file.unlink(missing_ok=True)
+        notes.append(f"removed a stale pid file ({info.stale})")
+    if paths.database.exists():
+        with Database(paths.database).writer():
+            pass  # raises DatabaseUnavailable: corrupt, unwritable, held by another program
+    return Preflight(paths, notes)
+
+
+def start_background(
+    settings: Settings, stop_timeout: float, ready_timeout: float = 60.0,
+    sleep: Callable[[float], object] = time.sleep,
+) -> tuple[dict, list[str]]:
+    """Detach a supervisor and return its state once both consumers are up."""
+    pre = preflight(settings)
+    paths = pre.paths
+    handoff = paths.run / f"settings.{os.getpid()}.json"
+    write_atomic(handoff, json.dumps(settings.public()))
+    out = open(paths.logs / "supervisor.stderr", "ab")  # noqa: SIM115
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", SUPERVISOR_MARK, "--settings", str(handoff),
+             "--home", str(paths.root), "--stop-timeout", str(stop_timeout)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+            env={**os.environ, "TUSHARE_TOKEN": settings.token},
+        )
+    finally:
+        out.close()
+    started = time.time()
+    deadline = time.monotonic() + ready_timeout
+    try:
+        while time.monotonic() < deadline:
+            code = proc.poll()
+            state = read_state(paths)
+            fresh = state is not None and state.get("supervisor", {}).get("pid") == proc.pid
+            if fresh:
+                consumers = state["consumers"]
+                failed = [c for c in consumers.values() if c["state"] == "failed"]
+                if failed:
+                    _stop_quietly(proc, paths)
+                    raise StartFailed(f"{failed[0]['queue']} consumer failed: {failed[0]['reason']}")
+                if all(c["state"] == "running" for c in consumers.values()):
+                    return state, pre.notes
+            if code is not None:
+                tail = log_tail(paths.logs / "supervisor.stderr") or log_tail(
+                    paths.log_file("supervisor"))
+                raise StartFailed(f"supervisor exited with code {code}" +
+                                  (f": {tail.splitlines()[-1]}" if tail else ""))
+            sleep(0.2)
+        _stop_quietly(proc, paths)
+        raise StartFailed(
+            f"consumers not ready after {ready_timeout:.0f}s; see {paths.logs} (stopped again)"
+        )
+    finally:
+        handoff.unlink(missing_ok=True)
+        del started
+
+
+def _stop_quietly(proc: subprocess.Popen, paths: Paths) -> None:
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=40)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        proc.kill()
+
+
+@dataclass
+class Stopped:
+    pid: int
+    killed: list[str]
+    seconds: float
+
+
+def stop(settings: Settings, timeout: float, sleep: Callable[[float], object] = time.sleep
+         ) -> Stopped:
+    """Ask the supervisor to stop gracefully; past `timeout` it kills what is left."""
+    paths = Paths(settings.data_dir)
+    info = read_pid(paths) if paths.run.exists() else None
+    if not paths.run.exists() or not lock_is_held(paths) or info is None or not info.alive:
+        if info is not None and info.pid is not None and not info.alive:
+            paths.pid_file.unlink(missing_ok=True)
+            raise NotRunning(f"neo is not running for {paths.root} (removed a stale pid file: "
+                             f"{info.stale})")
+        raise NotRunning(f"neo is not running for {paths.root}")
+    write_atomic(paths.run / "stop.json", json.dumps({"timeout": timeout}))
+    t0 = time.monotonic()
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = t0 + timeout + 15
+    while lock_is_held(paths):
+        if time.monotonic() > deadline:
+            # The supervisor itself is stuck: take everything down by hand.
+            _kill_all(paths, info.pid)
+            break
+        sleep(0.1)
+    state = read_state(paths) or {}
+    killed = [q for q, c in state.get("consumers", {}).items() if "killed after" in c.get("reason", "")]
+    return Stopped(info.pid, killed, time.monotonic() - t0)
+
+
+def _kill_all(paths: Paths, supervisor_pid: int) -> None:
+    state = read_state(paths) or {}
+    pids = [c.get("pid") for c in state.get("consumers", {}).values() if c.get("pid")]
+    for pid in [*pids, supervisor_pid]:
+        try:
+            psutil.Process(pid).kill()
+        except psutil.Error:
+            pass

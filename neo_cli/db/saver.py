@@ -1,0 +1,226 @@
+"""The batch saver: the slow consumer's buffer between save tasks and the DuckDB file.
+
+Save tasks add frames under a lock and return at once. One flusher thread — the only code in neo
+that writes the database — takes everything buffered when any table's buffer reaches
+`batch_size` rows or its oldest frame is `batch_timeout` seconds old, and writes it in one
+transaction. Only after that commit does the ledger mark the units saved, in one transaction with
+the catalog. A flush that fails (the file locked by a reader, disk full) keeps its frames, backs
+off and tries again; it is never dropped, and while it keeps failing `healthy` is False so the
+slow queue stops taking more.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from neo_cli.db.database import Database
+from neo_cli.db.writer import Part, WriteResult, write
+from neo_cli.errors import DatabaseUnavailable
+from neo_cli.ledger import Ledger
+from neo_cli.metrics import Recorder
+from neo_cli.tasktypes import dataset
+
+log = logging.getLogger("neo.saver")
+
+
+@dataclass
+class _Group:
+    parts: list[Part] = field(default_factory=list)
+    rows: int = 0
+    since: float = 0.0  # when its oldest part arrived
+
+
+class BatchSaver:
+    def __init__(
+        self,
+        database: Database,
+        ledger: Ledger,
+        recorder: Recorder,
+        *,
+        batch_size: int,
+        batch_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        retry_base: float = 1.0,
+        retry_max: float = 60.0,
+    ):
+        self.database = database
+        self.ledger = ledger
+        self.recorder = recorder
+        self.batch_size = batch_size
+        self.batch_timeout = batch_timeout
+        self.clock = clock
+        self.retry_base, self.retry_max = retry_base, retry_max
+        self._cond = threading.Condition()
+        self._groups: dict[str, _Group] = defaultdict(_Group)
+        self._buffered = 0
+        self._stopping = False
+        self._failures = 0
+        self._retry_at = 0.0
+        self.last_error = ""
+        self._thread: threading.Thread | None = None
+
+    # -- called by save tasks ---------------------------------------------------------------
+
+    def add(self, api: str, fields: tuple[str, ...], items: list[list[Any]], unit_id: str) -> None:
+        with self._cond:
+            group = self._groups[api]
+            if not group.parts:
+                group.since = self.clock()
+            group.parts.append(Part(tuple(fields), items, unit_id))
+            group.rows += len(items)
+            self._buffered += len(items)
+            if group.rows >= self.batch_size:
+                self._cond.notify()
+
+    @property
+    def buffered_rows(self) -> int:
+        return self._buffered
+
+    @property
+    def healthy(self) -> bool:
+        return self._failures == 0
+
+    # -- the flusher --------------------------------------------------------------------------
+
+    def _due_in(self, now: float) -> float:
+        """Seconds until the next flush is due (0 = now); inf when nothing is buffered."""
+        due = float("inf")
+        for g in self._groups.values():
+            if g.parts:
+                due = min(due, 0.0 if g.rows >= self.batch_size else g.since + self.batch_timeout - now)
+        if self._failures:
+            due = max(due, self._retry_at - now)
+        return max(due, 0.0)
+
+    def _take(self) -> dict[str, list[Part]]:
+        taken = {api: g.parts for api, g in self._groups.items() if g.parts}
+        self._groups = defaultdict(_Group)
+        self._buffered = 0
+        return taken
+
+    def _put_back(self, taken: dict[str, list[Part]], since: float) -> None:
+        for api, parts in taken.items():
+            group = self._groups[api]
+            group.parts[:0] = parts
+            n = sum(len(p.items) for p in parts)
+            group.rows += n
+            self._buffered += n
+            group.since = since
+
+    def start(self) -> BatchSaver:
+        self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping:
+                    wait = self._due_in(self.clock())
+                    if wait <= 0:
+                        break
+                    self._cond.wait(timeout=min(wait, 1.0))
+                if self._stopping:
+                    return
+            self.flush()
+
+    def flush(self) -> bool:
+        """Write everything buffered now; True when it was written (or nothing was due)."""
+        with self._cond:
+            taken = self._take()
+        if not taken:
+            return True
+        started = self.clock()
+        try:
+            results = self._write(taken)
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the data and retries
+            reason = str(exc) if isinstance(exc, DatabaseUnavailable) else f"{type(exc).__name__}: {exc}"
+            with self._cond:
+                self._put_back(taken, started)
+                self._failures += 1
+                delay = min(self.retry_max, self.retry_base * 2 ** (self._failures - 1))
+                self._retry_at = self.clock() + delay
+                self.last_error = reason
+            self.recorder.incr("saver", "batch_failures")
+            for api in taken:
+                self.recorder.incr(api, "batch_failures")
+            self.recorder.gauge("db_error", reason)
+            log.warning("flush of %d rows failed (%s); retrying in %.0fs",
+                        sum(len(p.items) for ps in taken.values() for p in ps), reason, delay)
+            return False
+        with self._cond:
+            self._failures = 0
+            self.last_error = ""
+        self.recorder.gauge("db_error", "")
+        self._record(taken, results, self.clock() - started)
+        return True
+
+    def _write(self, taken: dict[str, list[Part]]) -> dict[str, WriteResult]:
+        results: dict[str, WriteResult] = {}
+        with self.database.writer() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                for api, parts in taken.items():
+                    results[api] = write(conn, dataset(api), parts)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._table_rows = {
+                api: conn.execute(f"SELECT count(*) FROM {dataset(api).table}").fetchone()[0]
+                for api in taken
+            }
+        return results
+
+    def _record(self, taken: dict[str, list[Part]], results: dict[str, WriteResult],
+                seconds: float) -> None:
+        unit_ids = [p.unit_id for parts in taken.values() for p in parts]
+        symbols = [s for r in results.values() for s in r.symbols]
+        marks = {api: r.watermarks for api, r in results.items() if r.watermarks}
+        # The rows are committed: the ledger update must land too, or recovery re-downloads
+        # them (harmless, since saves are idempotent, but wasteful). Retry it briefly.
+        for attempt in range(5):
+            try:
+                self.ledger.record_flush(unit_ids, marks, symbols, self._table_rows)
+                break
+            except Exception as exc:  # noqa: BLE001
+                log.warning("ledger update after flush failed (%s), attempt %d", exc, attempt + 1)
+                time.sleep(0.5 * (attempt + 1))
+        rows = 0
+        for api, r in results.items():
+            self.recorder.incr(api, "rows", r.rows)
+            self.recorder.incr(api, "replaced", r.replaced)
+            self.recorder.incr(api, "quarantined", r.quarantined)
+            self.recorder.incr(api, "batches")
+            rows += r.rows
+        self.recorder.incr("saver", "batches")
+        log.info("flushed %d rows for %d units in %.3fs (%s)", rows, len(unit_ids), seconds,
+                 ", ".join(f"{a}={r.rows}" for a, r in results.items()))
+
+    def close(self, deadline: float = 30.0) -> bool:
+        """Stop the flusher and write what is left; False if it could not be written."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        end = self.clock() + deadline
+        while True:
+            with self._cond:
+                empty = not self._buffered and not any(g.parts for g in self._groups.values())
+                retry_at = self._retry_at
+            if empty:
+                return True
+            if self.clock() >= end:
+                log.error("could not write %d buffered rows before stopping: %s; "
+                          "their units will be downloaded again at the next start",
+                          self._buffered, self.last_error)
+                return False
+            time.sleep(max(0.0, min(retry_at - self.clock(), end - self.clock(), 5.0)))
+            self.flush()

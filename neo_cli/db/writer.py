@@ -1,0 +1,165 @@
+"""Idempotent upserts: one dataset's buffered frames into its table, inside the caller's
+transaction.
+
+Every value arrives as the API sent it and is staged as text, then typed in SQL with
+`try_strptime`/`try_cast`, so a bad value marks its row instead of failing the batch: rows with a
+missing key or an unparseable value go to `_quarantine` with the reason, the rest are saved.
+Within a batch the last copy of a key wins. The upsert is `DELETE … USING` + `INSERT`, not
+`ON CONFLICT`: DuckDB runs the latter as a merge that falls to ~2k rows/s once updated keys are
+scattered through history, while delete+insert stays fast either way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from neo_cli.db.schema import QUARANTINE
+from neo_cli.tasktypes import DATE, DOUBLE, Dataset
+
+
+@dataclass
+class Part:
+    """One download's rows, waiting in the saver's buffer."""
+
+    fields: tuple[str, ...]
+    items: list[list[Any]]
+    unit_id: str
+
+
+@dataclass
+class WriteResult:
+    rows: int = 0  # rows written (new or replacing an older copy)
+    replaced: int = 0  # of those, how many replaced a row already there
+    quarantined: int = 0
+    watermarks: dict[str, str] = field(default_factory=dict)  # ts_code -> last date saved
+    symbols: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float):
+        return None if math.isnan(value) else repr(value)
+    return str(value)
+
+
+def _staging_frame(d: Dataset, parts: list[Part]) -> pd.DataFrame:
+    columns: dict[str, list[str | None]] = {name: [] for name in d.fields}
+    units: list[str] = []
+    for part in parts:
+        index = {name: i for i, name in enumerate(part.fields)}
+        for name in d.fields:
+            i = index.get(name)
+            col = columns[name]
+            if i is None:
+                col.extend([None] * len(part.items))
+            else:
+                col.extend(_text(row[i]) if i < len(row) else None for row in part.items)
+        units.extend([part.unit_id] * len(part.items))
+    frame = pd.DataFrame(columns, dtype=object)
+    frame["_unit"] = units
+    frame["_seq"] = range(len(frame))
+    return frame
+
+
+def _typed(name: str, kind: str) -> str:
+    q = f'"{name}"'
+    if kind == DATE:
+        return f"try_strptime({q}, '%Y%m%d')::DATE"
+    if kind == DOUBLE:
+        return f"try_cast({q} AS DOUBLE)"
+    return q
+
+
+def _problem(name: str, kind: str, is_key: bool) -> str:
+    q = f'"{name}"'
+    checks = []
+    if is_key:
+        checks.append(f"WHEN {q} IS NULL OR trim({q}) = '' THEN 'missing {name}'")
+    if kind in (DATE, DOUBLE):
+        what = "date" if kind == DATE else "number"
+        checks.append(
+            f"WHEN {q} IS NOT NULL AND {_typed(name, kind)} IS NULL "
+            f"THEN 'bad {what} {name}=' || {q}"
+        )
+    return f"CASE {' '.join(checks)} END" if checks else ""
+
+
+def write(conn: duckdb.DuckDBPyConnection, d: Dataset, parts: list[Part]) -> WriteResult:
+    """Upsert `parts` into `d.table` on `conn` (the caller owns the transaction)."""
+    result = WriteResult()
+    frame = _staging_frame(d, parts)
+    if frame.empty:
+        return result
+    conn.register("_raw", frame)
+    try:
+        typed = ", ".join(f'{_typed(n, k)} AS "{n}"' for n, k in d.columns)
+        problems = [p for p in (_problem(n, k, n in d.keys) for n, k in d.columns) if p]
+        payload = "json_object(" + ", ".join(f"'{n}', \"{n}\"" for n in d.fields) + ")::VARCHAR"
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT _seq, _unit, {typed}, "
+            f"concat_ws('; ', {', '.join(problems)}) AS _reason, {payload} AS _payload FROM _raw"
+        )
+    finally:
+        conn.unregister("_raw")
+
+    result.quarantined = conn.execute(
+        f"INSERT INTO {QUARANTINE} SELECT ?, _reason, _payload, _unit, now() "
+        "FROM _staged WHERE _reason <> ''",
+        [d.api],
+    ).fetchone()[0]
+
+    keys = ", ".join(f'"{k}"' for k in d.keys)
+    cols = ", ".join(f'"{n}"' for n in d.fields)
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE _good AS SELECT {cols} FROM _staged WHERE _reason = '' "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _seq DESC) = 1"
+    )
+    match = " AND ".join(f't."{k}" = g."{k}"' for k in d.keys)
+    result.replaced = conn.execute(
+        f"DELETE FROM {d.table} AS t USING _good AS g WHERE {match}"
+    ).fetchone()[0]
+    result.rows = conn.execute(f"INSERT INTO {d.table} ({cols}) SELECT {cols} FROM _good").fetchone()[0]
+
+    if d.date_field:
+        result.watermarks = dict(
+            conn.execute(
+                f"SELECT ts_code, strftime(max(\"{d.date_field}\"), '%Y%m%d') FROM _good "
+                "GROUP BY ts_code"
+            ).fetchall()
+        )
+    if d.api == "stock_basic":
+        result.symbols = conn.execute(
+            "SELECT ts_code, name, list_status, strftime(list_date, '%Y%m%d'), "
+            "strftime(delist_date, '%Y%m%d') FROM _good"
+        ).fetchall()
+    conn.execute("DROP TABLE _good")
+    conn.execute("DROP TABLE _staged")
+    return result
+
+
+def catalog(conn: duckdb.DuckDBPyConnection, datasets: list[Dataset]):
+    """What the database holds, for rebuilding the catalog: (watermarks, symbols, rows)."""
+    watermarks: dict[str, dict[str, str]] = {}
+    rows: dict[str, int] = {}
+    symbols: list[tuple[str, str, str, str, str]] = []
+    for d in datasets:
+        rows[d.api] = conn.execute(f"SELECT count(*) FROM {d.table}").fetchone()[0]
+        if d.date_field:
+            watermarks[d.api] = dict(
+                conn.execute(
+                    f"SELECT ts_code, strftime(max(\"{d.date_field}\"), '%Y%m%d') "
+                    f"FROM {d.table} GROUP BY ts_code"
+                ).fetchall()
+            )
+        if d.api == "stock_basic":
+            symbols = conn.execute(
+                "SELECT ts_code, name, list_status, strftime(list_date, '%Y%m%d'), "
+                "strftime(delist_date, '%Y%m%d') FROM stock_basic"
+            ).fetchall()
+    return watermarks, symbols, rows

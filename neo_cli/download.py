@@ -1,0 +1,173 @@
+"""Downloading one unit: paced calls, and paging past the API's row cap.
+
+The planner sizes units to fit under the cap, but the API returns at most `row_cap` rows a call
+(newest first) and does not reliably say when it cut a reply short. So a reply that reaches the
+cap, or says `has_more`, is never taken for the whole range: the next call asks for the range up
+to the oldest date received (inclusive — the cut may fall inside a date; the saver keeps one copy
+of each key), until a reply comes back short.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import traceback
+from dataclasses import dataclass
+
+from neo_cli.dates import next_midnight
+from neo_cli.errors import AuthError, PermanentError, RateLimited, TransientError
+from neo_cli.ledger import Ledger
+from neo_cli.limits import Limiter, SlotTooFar
+from neo_cli.metrics import Recorder
+from neo_cli.providers.base import Provider, Reply
+from neo_cli.tasktypes import dataset
+from neo_cli.units import Unit
+
+log = logging.getLogger("neo.download")
+NEVER = float("inf")
+
+MAX_PAGES = 100  # a unit needing more has a planning bug; stop rather than loop
+
+
+def check(api: str, reply: Reply, asked: tuple[str, ...]) -> None:
+    """Raise TransientError for a reply whose shape is wrong (truncated or garbled)."""
+    width = len(reply.fields)
+    if not width or any(not isinstance(row, list | tuple) or len(row) != width
+                        for row in reply.items):
+        raise TransientError("malformed reply: rows do not match the fields", api)
+    missing = [f for f in dataset(api).keys if f not in reply.fields and f in asked]
+    if missing:
+        raise TransientError(f"malformed reply: missing key fields {', '.join(missing)}", api)
+
+
+def fetch(provider: Provider, limiter: Limiter, unit: Unit, recorder: Recorder) -> Reply:
+    """Every row of `unit`, over as many calls as the row cap needs."""
+    d = dataset(unit.api)
+    params = dict(unit.params)
+    fields: tuple[str, ...] | None = None
+    items: list[list] = []
+    for _ in range(MAX_PAGES):
+        limiter.acquire()
+        recorder.incr(unit.api, "calls")
+        try:
+            reply = provider.call(unit.api, params, d.fields)
+        except RateLimited:
+            recorder.incr(unit.api, "rejected")
+            raise
+        limiter.succeeded()
+        check(unit.api, reply, d.fields)
+        if fields is None:
+            fields = reply.fields
+        elif reply.fields != fields:
+            raise TransientError("malformed reply: fields changed between pages", unit.api)
+        items.extend(list(row) for row in reply.items)
+
+        cut = reply.has_more or len(reply.items) >= d.row_cap
+        if not cut:
+            break
+        if not d.date_field or d.date_field not in fields or "end_date" not in params:
+            raise PermanentError(
+                f"reply reached the row cap ({d.row_cap}) and cannot be split by date", unit.api
+            )
+        at = fields.index(d.date_field)
+        oldest = min(str(row[at]) for row in reply.items if row[at])
+        if oldest >= params["end_date"]:
+            raise PermanentError(
+                f"more than {d.row_cap} rows on {oldest}: the API cannot page this call", unit.api
+            )
+        params["end_date"] = oldest
+    else:
+        raise PermanentError(f"gave up after {MAX_PAGES} pages", unit.api)
+    return Reply(fields or d.fields, items)
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential back-off with full jitter: attempt n waits uniform(0, base * 2**(n-1)),
+    capped, so the retries of a burst of failures spread out instead of returning together."""
+
+    max_attempts: int
+    base_delay: float
+    max_delay: float
+    rng: random.Random
+
+    def delay(self, attempt: int) -> float:
+        return self.rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+@dataclass
+class Downloader:
+    """What a download needs at run time; shared by every fast worker of a process."""
+
+    provider: Provider
+    limiters: dict[str, Limiter]
+    ledger: Ledger
+    recorder: Recorder
+    retry: RetryPolicy
+
+
+@dataclass
+class Outcome:
+    """How one attempt at a unit ended: rows to save, a wait before the next attempt, or dead."""
+
+    reply: Reply | None = None
+    retry_in: float | None = None
+    dead: str = ""
+
+
+def attempt(rt: Downloader, unit: Unit) -> Outcome:
+    """Try `unit` once and classify the result; the ledger is updated for failures."""
+    limiter = rt.limiters[unit.api]
+    try:
+        return Outcome(reply=fetch(rt.provider, limiter, unit, rt.recorder))
+    except SlotTooFar as exc:
+        # The interface is paused or its slots are taken: come back when a slot is near.
+        return Outcome(retry_in=exc.delay)
+    except RateLimited as exc:
+        return Outcome(retry_in=_rate_limited(rt, limiter, unit, exc))
+    except AuthError as exc:
+        # A bad token fails every call: stop this interface and say so loudly.
+        limiter.pause_until(NEVER, f"stopped: {exc.message}")
+        log.error("%s: %s; no further calls to %s until neo is restarted with a working token",
+                  unit.describe(), exc.message, unit.api)
+        return _dead(rt, unit, exc.message, "auth")
+    except PermanentError as exc:
+        return _dead(rt, unit, exc.message, "permanent")
+    except TransientError as exc:
+        return _transient(rt, unit, exc.message, "transient")
+    except Exception as exc:  # noqa: BLE001 - a bug must not lose the unit
+        log.error("%s: unexpected error\n%s", unit.describe(), traceback.format_exc())
+        return _transient(rt, unit, f"{type(exc).__name__}: {exc}", "internal")
+
+
+def _rate_limited(rt: Downloader, limiter: Limiter, unit: Unit, exc: RateLimited) -> float:
+    """Pause the interface (a minute limit briefly; hourly and daily caps until they reset)
+    and retry without spending an attempt."""
+    if exc.scope == "day":
+        pause = limiter.rejected("day", until=next_midnight(limiter.clock()))
+    elif exc.scope == "hour":
+        now = limiter.clock()
+        pause = limiter.rejected("hour", until=now - now % 3600 + 3600)
+    else:
+        pause = limiter.rejected("minute")
+    rt.ledger.note(unit, exc.message, f"rate-limited ({exc.scope})")
+    log.warning("%s: rate-limited by the API (%s limit); %s paused for %.0fs",
+                unit.describe(), exc.scope, unit.api, pause)
+    return pause
+
+
+def _transient(rt: Downloader, unit: Unit, message: str, kind: str) -> Outcome:
+    attempts = rt.ledger.attempt_failed(unit, message, kind)
+    if attempts >= rt.retry.max_attempts:
+        return _dead(rt, unit, f"{message} (after {attempts} attempts)", kind)
+    delay = rt.retry.delay(attempts)
+    rt.recorder.incr(unit.api, "retries")
+    log.info("%s: %s; attempt %d, retrying in %.1fs", unit.describe(), message, attempts, delay)
+    return Outcome(retry_in=delay)
+
+
+def _dead(rt: Downloader, unit: Unit, message: str, kind: str) -> Outcome:
+    rt.ledger.mark_dead(unit, message, kind)
+    rt.recorder.incr(unit.api, "failed")
+    log.warning("%s: dead-lettered (%s): %s", unit.describe(), kind, message)
+    return Outcome(dead=message)

@@ -1,0 +1,67 @@
+"""`neo enqueue`: plan units, record them in the ledger and put them on the fast queue.
+
+Works whether the consumers run or not: the queue and the ledger are files (or Redis), and the
+plan reads the catalog, never the DuckDB file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from neo_cli.config import Settings
+from neo_cli.dates import today
+from neo_cli.errors import QueueFull
+from neo_cli.ledger import Ledger
+from neo_cli.paths import Paths
+from neo_cli.pipeline import Pipeline
+from neo_cli.planner import Plan, Request, make_plan
+from neo_cli.units import new_batch_id
+
+CHUNK = 2000  # units per ledger+queue transaction
+
+
+@dataclass
+class Enqueued:
+    batch: str
+    plan: Plan
+    ids: list[str]
+
+
+def enqueue(
+    settings: Settings,
+    request: Request,
+    *,
+    wait: bool = False,
+    on_wait: Callable[[int, int], None] | None = None,
+    sleep: Callable[[float], object] = time.sleep,
+) -> Enqueued:
+    """Plan and enqueue; raise QueueFull past `[queue] max_pending` unless `wait`."""
+    paths = Paths(settings.data_dir).ensure()
+    pipeline = Pipeline(settings)
+    ledger = Ledger(paths.ledger, durable=True)
+    try:
+        batch = new_batch_id()
+        plan = make_plan(request, ledger, today(), batch)
+        limit = settings.values["queue"]["max_pending"]
+        ids: list[str] = []
+        units = plan.units
+        pending = pipeline.fast_backlog()
+        if units and not wait and pending + len(units) > limit:
+            raise QueueFull(pending, len(units), limit)
+        for i in range(0, len(units), CHUNK):
+            chunk = units[i : i + CHUNK]
+            while True:
+                pending = pipeline.fast_backlog()
+                if pending + len(chunk) <= limit:
+                    break
+                if on_wait:
+                    on_wait(pending, limit)
+                sleep(2.0)
+            with ledger.adding(batch, request.task_type.name, chunk):
+                pipeline.enqueue_units(chunk)
+            ids.extend(u.id for u in chunk)
+        return Enqueued(batch, plan, ids)
+    finally:
+        ledger.close()

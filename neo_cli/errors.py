@@ -1,0 +1,116 @@
+"""Every error neo raises on purpose, and the exit code the CLI gives each.
+
+    NeoError                      root; the CLI prints `str(error)` as one red line
+    ├── InputError                a bad command-line value, config key or input file   (exit 2)
+    ├── AlreadyRunning            neo already runs against this data directory         (exit 4)
+    ├── NotRunning                stop/status found nothing running                     (exit 3)
+    ├── StartFailed               a consumer did not come up                            (exit 5)
+    ├── QueueFull                 enqueue would pass [queue] max_pending                (exit 6)
+    ├── DatabaseUnavailable       the DuckDB file is locked, corrupt or unwritable      (exit 7)
+    └── ProviderError             anything an API call ends with
+        ├── TransientError        worth retrying: timeouts, resets, 5xx, malformed replies
+        ├── RateLimited           the API said "too many calls"; pause, retry for free
+        └── PermanentError        retrying cannot help: bad parameters, unknown interface
+            └── AuthError         bad token or no permission: stop calling this API
+
+Only the CLI turns these into exit codes; the core raises them with the data a caller needs.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INPUT = 2
+EXIT_NOT_RUNNING = 3
+EXIT_ALREADY_RUNNING = 4
+EXIT_UNHEALTHY = 5
+EXIT_QUEUE_FULL = 6
+EXIT_DATABASE = 7
+
+
+class NeoError(Exception):
+    """Raised for any failure neo reports to its user as one line."""
+
+    exit_code = EXIT_FAILURE
+
+
+class InputError(NeoError):
+    """Raised when a value from the command line, a config file or an input file is invalid."""
+
+    exit_code = EXIT_INPUT
+
+
+class AlreadyRunning(NeoError):
+    """Raised when `neo start` finds a live supervisor for the same data directory."""
+
+    exit_code = EXIT_ALREADY_RUNNING
+
+    def __init__(self, pid: int, data_dir: str):
+        super().__init__(f"neo is already running (supervisor pid {pid}) for {data_dir}")
+        self.pid = pid
+
+
+class NotRunning(NeoError):
+    """Raised when a command needs a running neo and there is none."""
+
+    exit_code = EXIT_NOT_RUNNING
+
+
+class StartFailed(NeoError):
+    """Raised when the consumers did not come up; the message says why."""
+
+    exit_code = EXIT_UNHEALTHY
+
+
+class QueueFull(NeoError):
+    """Raised when enqueuing would push the fast queue past `[queue] max_pending`."""
+
+    exit_code = EXIT_QUEUE_FULL
+
+    def __init__(self, pending: int, adding: int, limit: int):
+        super().__init__(
+            f"queue full: {pending} tasks pending + {adding} new > max_pending {limit}; "
+            "wait for it to drain, use --wait, or raise [queue] max_pending"
+        )
+        self.pending, self.adding, self.limit = pending, adding, limit
+
+
+class DatabaseUnavailable(NeoError):
+    """Raised when the DuckDB file cannot be opened: locked by another program, corrupt, or
+    not writable."""
+
+    exit_code = EXIT_DATABASE
+
+
+class ProviderError(NeoError):
+    """Raised when an API call fails; `api` is the interface name."""
+
+    def __init__(self, message: str, api: str = ""):
+        super().__init__(message)
+        self.api = api
+        self.message = message
+
+
+class TransientError(ProviderError):
+    """Raised for failures that a later attempt may not meet: timeouts, connection resets,
+    5xx replies, malformed or truncated replies."""
+
+
+class RateLimited(ProviderError):
+    """Raised when the API refuses a call for being over a limit.
+
+    `scope` is "minute", "hour" or "day": a minute limit is a short pause, a daily cap stops the
+    interface until the next day."""
+
+    def __init__(self, message: str, api: str = "", scope: str = "minute"):
+        super().__init__(message, api)
+        self.scope = scope
+
+
+class PermanentError(ProviderError):
+    """Raised when the API rejects the call itself (bad parameters, unknown interface): the same
+    call will fail again, so it is dead-lettered at once."""
+
+
+class AuthError(PermanentError):
+    """Raised for a bad token or missing permission: every further call would fail too."""

@@ -1,0 +1,101 @@
+"""`neo enqueue --inline`: download and save in this process, without consumers.
+
+The eager mode for debugging one symbol: the same planner, limiter, download attempt and writer
+as the queues use, run one unit after another. The ledger records the units as usual, so a run
+cut short is finished by the next `neo start`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from neo_cli.config import Settings
+from neo_cli.dates import today
+from neo_cli.db.database import Database
+from neo_cli.db.saver import BatchSaver
+from neo_cli.download import Downloader, RetryPolicy, attempt
+from neo_cli.errors import InputError
+from neo_cli.ledger import Ledger
+from neo_cli.limits.local import LocalLimiter
+from neo_cli.metrics import Recorder
+from neo_cli.paths import Paths
+from neo_cli.planner import Plan, Request, make_plan
+from neo_cli.providers import build_provider
+from neo_cli.runstate import lock_is_held
+from neo_cli.units import Unit, new_batch_id
+
+
+@dataclass
+class InlineResult:
+    batch: str
+    plan: Plan
+    saved: int = 0
+    rows: int = 0
+    dead: int = 0
+
+
+def build_downloader(settings: Settings, ledger: Ledger, recorder: Recorder) -> Downloader:
+    v = settings.values
+    lim = v["limiter"]
+    limiters = {
+        api: LocalLimiter(api, n, margin=lim["margin_seconds"], lookahead=lim["lookahead_seconds"])
+        for api, n in settings.rate_limits.items()
+    }
+    retry = RetryPolicy(v["retry"]["max_attempts"], v["retry"]["base_delay"],
+                        v["retry"]["max_delay"], random.Random())
+    return Downloader(build_provider(settings), limiters, ledger, recorder, retry)
+
+
+def run_inline(
+    settings: Settings,
+    request: Request,
+    progress: Callable[[Unit, str], None] = lambda unit, what: None,
+    sleep: Callable[[float], object] = time.sleep,
+) -> InlineResult:
+    paths = Paths(settings.data_dir).ensure()
+    if lock_is_held(paths):
+        raise InputError(
+            f"neo is running for {paths.root} and its slow consumer owns the database; "
+            "enqueue without --inline, or `neo stop` first"
+        )
+    ledger = Ledger(paths.ledger, durable=True)
+    recorder = Recorder(None, "inline")
+    database = Database(paths.database, memory_limit=settings.values["slow"]["memory_limit"])
+    database.ensure_schema()
+    rt = build_downloader(settings, ledger, recorder)
+    saver = BatchSaver(database, ledger, recorder, batch_size=10**9, batch_timeout=10**9)
+    try:
+        batch = new_batch_id()
+        plan = make_plan(request, ledger, today(), batch)
+        result = InlineResult(batch, plan)
+        with ledger.adding(batch, request.task_type.name, plan.units):
+            pass
+        for unit in plan.units:
+            while True:
+                outcome = attempt(rt, unit)
+                if outcome.retry_in is None:
+                    break
+                progress(unit, f"retrying in {outcome.retry_in:.1f}s")
+                sleep(outcome.retry_in)
+            if outcome.reply is None:
+                result.dead += 1
+                progress(unit, f"dead-lettered: {outcome.dead}")
+                continue
+            n = len(outcome.reply.items)
+            if n:
+                saver.add(unit.api, tuple(outcome.reply.fields), outcome.reply.items, unit.id)
+                ledger.mark_saving(unit, "inline", n)
+            else:
+                ledger.mark_saving(unit, None, 0)
+            result.rows += n
+            result.saved += 1
+            progress(unit, f"{n} rows")
+        if not saver.close(deadline=30):
+            raise InputError(f"could not save to {paths.database}: {saver.last_error}")
+        return result
+    finally:
+        rt.provider.close()
+        ledger.close()

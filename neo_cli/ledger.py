@@ -1,0 +1,392 @@
+"""The ledger: a durable record of every unit of work, and the catalog readers use.
+
+Why it exists: Huey deletes a task before running it and the saver holds frames in memory until
+a flush, so a killed consumer silently loses work. The ledger (SQLite, WAL, its own file) records
+each unit from enqueue to `saved` or `dead`; whatever is neither, and is in no queue, was lost
+and is enqueued again (`recover`). Saves are idempotent, so at-least-once delivery gives
+exactly-once rows.
+
+States and who writes them:
+
+    queued    --(fast: save task enqueued)-->  saving  --(slow: flush committed)--> saved
+    queued    --(fast: transient error)---->   retrying --> ... --> dead (attempts spent)
+    queued    --(fast: permanent error)---->   dead
+    saving    --(recovery: save task lost)-->  queued
+
+The fast consumer enqueues the save task *before* it marks the unit `saving`, and the slow
+consumer marks `saved` only *after* DuckDB committed: a crash between any two steps leaves a unit
+in an earlier state, which recovery repeats; none leaves a unit later than its data.
+
+The catalog (`watermarks`, `symbols`, `tables`) is updated in the same transaction as `saved`.
+`neo enqueue` and `neo status` read it instead of the DuckDB file, which the slow consumer may be
+writing; the slow consumer rebuilds it from DuckDB whenever it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from neo_cli.units import Unit
+
+LIVE = ("queued", "retrying", "saving")
+STATES = (*LIVE, "saved", "dead")
+
+_DDL = """
+create table if not exists units (
+    id text primary key,
+    batch text not null,
+    api text not null,
+    codes text not null,
+    params text not null,
+    priority integer not null default 0,
+    state text not null,
+    attempts integer not null default 0,
+    rows integer,
+    save_id text,
+    error text,
+    error_class text,
+    created real not null,
+    updated real not null
+);
+create index if not exists units_state on units (state, api);
+create index if not exists units_batch on units (batch);
+create index if not exists units_live on units (api, codes) where state in ('queued', 'retrying', 'saving');
+create table if not exists batches (
+    id text primary key, task_type text not null, created real not null, units integer not null
+);
+create table if not exists watermarks (
+    api text not null, ts_code text not null, last_date text not null,
+    primary key (api, ts_code)
+);
+create table if not exists symbols (
+    ts_code text primary key, name text, list_status text, list_date text, delist_date text
+);
+create table if not exists tables (api text primary key, rows integer not null, updated real);
+"""
+
+
+def connect(path: Path, durable: bool = False) -> sqlite3.Connection:
+    """A SQLite connection in WAL mode, shared by threads behind the caller's lock.
+
+    `durable` syncs every commit to disk (enqueue: a task the user was told about must survive
+    a power cut); otherwise WAL's NORMAL sync, which can lose the last commits on power loss but
+    never corrupts — and every state the ledger could fall back to is one recovery repeats."""
+    conn = sqlite3.connect(str(path), timeout=60, check_same_thread=False, isolation_level=None)
+    conn.execute("pragma journal_mode=wal")
+    conn.execute(f"pragma synchronous={'full' if durable else 'normal'}")
+    conn.execute("pragma busy_timeout=60000")
+    return conn
+
+
+@dataclass(frozen=True)
+class UnitRecord:
+    """A unit as the ledger sees it."""
+
+    unit: Unit
+    state: str
+    attempts: int
+    rows: int | None
+    save_id: str | None
+    error: str | None
+    error_class: str | None
+    created: float
+    updated: float
+
+
+class Ledger:
+    """The ledger and catalog in `<data_dir>/ledger.db`."""
+
+    def __init__(self, path: Path, durable: bool = False, clock=time.time):
+        self.path = path
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._conn = connect(path, durable)
+        with self._lock:
+            self._conn.executescript(_DDL)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("begin immediate")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("rollback")
+                raise
+            self._conn.execute("commit")
+
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    # -- enqueue ----------------------------------------------------------------------------
+
+    def live_codes(self, api: str) -> set[str]:
+        """Symbols with a unit of `api` still on its way (for "already queued")."""
+        out: set[str] = set()
+        for (codes,) in self._rows(
+            "select codes from units where api = ? and state in ('queued','retrying','saving')",
+            (api,),
+        ):
+            out.update(c for c in codes.split(",") if c)
+        return out
+
+    def live_count(self, api: str | None = None) -> int:
+        """Units still on their way (of one interface, or all)."""
+        sql = "select count(*) from units where state in ('queued','retrying','saving')"
+        return self._rows(sql + " and api = ?", (api,))[0][0] if api else self._rows(sql)[0][0]
+
+    @contextmanager
+    def adding(self, batch: str, task_type: str, units: list[Unit]) -> Iterator[None]:
+        """Record `units` in one transaction that commits only if the body (which enqueues
+        them) returns: a unit is never recorded without its task, and a task enqueued without
+        its record (a crash after the queue commit) is recorded by the worker that runs it."""
+        now = self.clock()
+        with self._tx() as conn:
+            conn.execute(
+                "insert into batches (id, task_type, created, units) values (?, ?, ?, ?) "
+                "on conflict (id) do update set units = units + excluded.units",
+                (batch, task_type, now, len(units)),
+            )
+            conn.executemany(
+                "insert into units (id, batch, api, codes, params, priority, state, created,"
+                " updated) values (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                [
+                    (u.id, u.batch, u.api, ",".join(u.codes), json.dumps(u.params),
+                     u.priority, now, now)
+                    for u in units
+                ],
+            )
+            yield
+
+    # -- fast consumer ----------------------------------------------------------------------
+
+    def _ensure(self, conn: sqlite3.Connection, unit: Unit) -> None:
+        """Record a unit that reached a worker without a ledger row (see `adding`)."""
+        now = self.clock()
+        conn.execute(
+            "insert into units (id, batch, api, codes, params, priority, state, created,"
+            " updated) values (?, ?, ?, ?, ?, ?, 'queued', ?, ?) on conflict (id) do nothing",
+            (unit.id, unit.batch, unit.api, ",".join(unit.codes), json.dumps(unit.params),
+             unit.priority, now, now),
+        )
+
+    def attempt_failed(self, unit: Unit, error: str, error_class: str) -> int:
+        """Count a failed attempt; return the attempts made so far."""
+        unit_id = unit.id
+        with self._tx() as conn:
+            self._ensure(conn, unit)
+            conn.execute(
+                "update units set attempts = attempts + 1, state = 'retrying', error = ?,"
+                " error_class = ?, updated = ? where id = ? and state in ('queued','retrying')",
+                (error, error_class, self.clock(), unit_id),
+            )
+            row = conn.execute("select attempts from units where id = ?", (unit_id,)).fetchone()
+        return row[0] if row else 0
+
+    def note(self, unit: Unit, error: str, error_class: str) -> None:
+        """Record why a unit waits (a rate-limit pause) without counting an attempt."""
+        with self._tx() as conn:
+            self._ensure(conn, unit)
+            conn.execute(
+                "update units set error = ?, error_class = ?, updated = ? where id = ?",
+                (error, error_class, self.clock(), unit.id),
+            )
+
+    def mark_saving(self, unit: Unit, save_id: str | None, rows: int) -> None:
+        """The unit's data is on the slow queue (or there was none: then it is saved)."""
+        state = "saving" if save_id else "saved"
+        unit_id = unit.id
+        with self._tx() as conn:
+            self._ensure(conn, unit)
+            conn.execute(
+                "update units set state = ?, save_id = ?, rows = ?, error = null,"
+                " error_class = null, updated = ? where id = ? and state in ('queued','retrying')",
+                (state, save_id, rows, self.clock(), unit_id),
+            )
+
+    def mark_dead(self, unit: Unit, error: str, error_class: str) -> None:
+        unit_id = unit.id
+        with self._tx() as conn:
+            self._ensure(conn, unit)
+            conn.execute(
+                "update units set state = 'dead', error = ?, error_class = ?, updated = ?"
+                " where id = ? and state != 'saved'",
+                (error, error_class, self.clock(), unit_id),
+            )
+
+    # -- slow consumer: one transaction per committed flush ----------------------------------
+
+    def record_flush(
+        self,
+        unit_ids: Iterable[str],
+        watermarks: Mapping[str, Mapping[str, str]],
+        symbols: Iterable[tuple[str, str, str, str, str]] = (),
+        table_rows: Mapping[str, int] | None = None,
+    ) -> None:
+        """After a DuckDB commit: mark units saved and move the catalog forward."""
+        now = self.clock()
+        ids = list(unit_ids)
+        with self._tx() as conn:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                conn.execute(
+                    f"update units set state = 'saved', error = null, error_class = null,"
+                    f" updated = ? where id in ({','.join('?' * len(chunk))})"
+                    f" and state != 'dead'",
+                    (now, *chunk),
+                )
+            for api, marks in watermarks.items():
+                conn.executemany(
+                    "insert into watermarks (api, ts_code, last_date) values (?, ?, ?)"
+                    " on conflict (api, ts_code) do update set"
+                    " last_date = max(last_date, excluded.last_date)",
+                    [(api, code, day) for code, day in marks.items()],
+                )
+            conn.executemany(
+                "insert or replace into symbols (ts_code, name, list_status, list_date,"
+                " delist_date) values (?, ?, ?, ?, ?)",
+                list(symbols),
+            )
+            for api, n in (table_rows or {}).items():
+                conn.execute(
+                    "insert or replace into tables (api, rows, updated) values (?, ?, ?)",
+                    (api, n, now),
+                )
+
+    def rebuild_catalog(
+        self,
+        watermarks: Mapping[str, Mapping[str, str]],
+        symbols: Iterable[tuple[str, str, str, str, str]],
+        table_rows: Mapping[str, int],
+    ) -> None:
+        """Replace the catalog with what the database really holds."""
+        with self._tx() as conn:
+            conn.execute("delete from watermarks")
+            conn.execute("delete from symbols")
+            conn.execute("delete from tables")
+        self.record_flush((), watermarks, symbols, table_rows)
+
+    # -- catalog reads ------------------------------------------------------------------------
+
+    def watermarks(self, api: str) -> dict[str, str]:
+        return dict(self._rows("select ts_code, last_date from watermarks where api = ?", (api,)))
+
+    def symbols(self, statuses: Iterable[str] = ("L",)) -> list[tuple[str, str, str]]:
+        """(ts_code, list_date, delist_date) of the symbols with the given list_status."""
+        st = list(statuses)
+        return [
+            (c, ld or "", dd or "")
+            for c, ld, dd in self._rows(
+                "select ts_code, list_date, delist_date from symbols where list_status in"
+                f" ({','.join('?' * len(st))}) order by ts_code",
+                st,
+            )
+        ]
+
+    def table_rows(self) -> dict[str, int]:
+        return dict(self._rows("select api, rows from tables"))
+
+    # -- recovery, inspection, dead letters --------------------------------------------------
+
+    def live_units(self, states: Iterable[str] = LIVE) -> list[UnitRecord]:
+        return self._records("state in ({})", list(states))
+
+    def requeued(self, unit_ids: Iterable[str]) -> None:
+        """Units whose task was enqueued again: back to queued, keeping their attempts."""
+        ids = list(unit_ids)
+        with self._tx() as conn:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                conn.execute(
+                    f"update units set state = 'queued', save_id = null, updated = ?"
+                    f" where id in ({','.join('?' * len(chunk))})",
+                    (self.clock(), *chunk),
+                )
+
+    def revive(self, unit_ids: Iterable[str]) -> None:
+        """Dead units sent back for another try: attempts start again."""
+        ids = list(unit_ids)
+        with self._tx() as conn:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                conn.execute(
+                    f"update units set state = 'queued', attempts = 0, save_id = null,"
+                    f" updated = ? where state = 'dead' and id in ({','.join('?' * len(chunk))})",
+                    (self.clock(), *chunk),
+                )
+
+    def purge(self, unit_ids: Iterable[str]) -> int:
+        ids = list(unit_ids)
+        n = 0
+        with self._tx() as conn:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                n += conn.execute(
+                    f"delete from units where state = 'dead' and id in"
+                    f" ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).rowcount
+        return n
+
+    def dead(self, api: str | None = None) -> list[UnitRecord]:
+        if api:
+            return self._records("state = 'dead' and api = ?", [api], plain=True)
+        return self._records("state = 'dead'", [], plain=True)
+
+    def get(self, unit_id: str) -> UnitRecord | None:
+        found = self._records("id = ?", [unit_id], plain=True)
+        return found[0] if found else None
+
+    def find(self, prefix: str, limit: int = 10) -> list[UnitRecord]:
+        """Units whose id starts with `prefix` (ids are long; users type the start)."""
+        return self._records("id like ? order by id limit ?", [prefix + "%", limit], plain=True)
+
+    def batch(self, batch_id: str) -> tuple[str, float, dict[str, int]] | None:
+        """(task_type, created, {state: count}) of one enqueue."""
+        head = self._rows("select task_type, created from batches where id = ?", (batch_id,))
+        if not head:
+            return None
+        counts = dict(
+            self._rows("select state, count(*) from units where batch = ? group by state",
+                       (batch_id,))
+        )
+        return head[0][0], head[0][1], counts
+
+    def state_counts(self) -> dict[str, dict[str, int]]:
+        """{api: {state: count}} over every unit recorded."""
+        out: dict[str, dict[str, int]] = {}
+        for api, state, n in self._rows("select api, state, count(*) from units group by 1, 2"):
+            out.setdefault(api, {})[state] = n
+        return out
+
+    def _records(self, where: str, params: list[Any], plain: bool = False) -> list[UnitRecord]:
+        if not plain:
+            where = where.format(",".join("?" * len(params)))
+        rows = self._rows(
+            "select id, batch, api, codes, params, priority, state, attempts, rows, save_id,"
+            f" error, error_class, created, updated from units where {where}",
+            params,
+        )
+        return [
+            UnitRecord(
+                unit=Unit(api=api, params=json.loads(params_), codes=tuple(c for c in codes.split(",") if c),
+                          batch=batch, priority=prio, id=uid),
+                state=state, attempts=attempts, rows=rows_, save_id=save_id, error=error,
+                error_class=error_class, created=created, updated=updated,
+            )
+            for (uid, batch, api, codes, params_, prio, state, attempts, rows_, save_id, error,
+                 error_class, created, updated) in rows
+        ]

@@ -1,0 +1,124 @@
+"""The two Huey queues and the tasks on them; every process that touches a queue builds this.
+
+    fast queue  `download(api, unit)`  paced call(s) -> hands the rows to the slow queue
+    slow queue  `save(api, fields, items, unit_id)`  -> the batch saver's buffer
+
+A download calls the save task directly (it enqueues on the slow instance; `.then()` cannot
+cross two Huey instances) and never waits for it, so a slow save never holds a download worker.
+What a task needs at run time (provider, limiters, saver …) is attached by the consumer that
+runs it (`attach_fast`, `attach_slow`); a process that only enqueues attaches nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from huey.exceptions import RetryTask
+
+from neo_cli.config import Settings
+from neo_cli.db.saver import BatchSaver
+from neo_cli.download import Downloader, attempt
+from neo_cli.metrics import Recorder
+from neo_cli.paths import Paths
+from neo_cli.queues.factory import make_huey
+from neo_cli.tasktypes import DATASETS
+from neo_cli.units import Unit
+
+
+@dataclass
+class SlowRuntime:
+    saver: BatchSaver
+    recorder: Recorder
+
+
+class Pipeline:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.paths = Paths(settings.data_dir).ensure()
+        q = settings.values["queue"]
+        self.fast = make_huey("fast", storage=q["storage"], path=self.paths.queue_file("fast"),
+                              kinds=list(DATASETS), fsync=q["fsync"])
+        self.slow = make_huey("slow", storage=q["storage"], path=self.paths.queue_file("slow"),
+                              kinds=list(DATASETS), fsync=q["fsync"])
+        self.download = self.fast.task(name="download")(self._download)
+        self.save = self.slow.task(name="save")(self._save)
+        self.fast_rt: Downloader | None = None
+        self.slow_rt: SlowRuntime | None = None
+
+    # -- enqueueing -----------------------------------------------------------------------------
+
+    def download_task(self, unit: Unit):
+        """The download task for `unit`, with the unit's id as the task id."""
+        return self.download.task_class(
+            args=(unit.api, unit.to_dict()), id=unit.id, priority=unit.priority or None
+        )
+
+    def enqueue_units(self, units: Iterable[Unit]) -> int:
+        """Put download tasks on the fast queue in one storage transaction."""
+        items = [(self.fast.serialize_task(self.download_task(u)), u.priority) for u in units]
+        return self.fast.storage.enqueue_many(items)
+
+    def fast_backlog(self) -> int:
+        return self.fast.storage.queue_size() + self.fast.storage.schedule_size()
+
+    def slow_backlog(self) -> int:
+        return self.slow.storage.queue_size() + self.slow.storage.schedule_size()
+
+    # -- attaching a consumer's resources ------------------------------------------------------
+
+    def attach_fast(self, runtime: Downloader, throttle: Callable[[], str]) -> None:
+        """Run downloads here. `throttle()` returns why downloads must pause ('' = they may)."""
+        self.fast_rt = runtime
+
+        def gate() -> list[str]:
+            reason = throttle()
+            runtime.recorder.gauge("throttled", reason)
+            if reason:
+                return []
+            return [api for api, limiter in runtime.limiters.items() if limiter.ready()]
+
+        self.fast.storage.gate = gate
+
+    def attach_slow(self, runtime: SlowRuntime, max_buffered_rows: int) -> None:
+        """Run saves here; stop taking them while the database is failing or the buffer full."""
+        self.slow_rt = runtime
+
+        def gate() -> list[str] | None:
+            saver = runtime.saver
+            if not saver.healthy:
+                runtime.recorder.gauge("throttled", f"database unavailable: {saver.last_error}")
+                return []
+            if saver.buffered_rows >= max_buffered_rows:
+                runtime.recorder.gauge("throttled", f"{saver.buffered_rows} rows waiting to flush")
+                return []
+            runtime.recorder.gauge("throttled", "")
+            return None
+
+        self.slow.storage.gate = gate
+
+    # -- the tasks ------------------------------------------------------------------------------
+
+    def _download(self, api: str, unit_dict: dict) -> None:
+        rt = self.fast_rt
+        if rt is None:
+            raise RuntimeError("download task ran in a process without a fast runtime")
+        unit = Unit.from_dict(unit_dict)
+        outcome = attempt(rt, unit)
+        if outcome.retry_in is not None:
+            raise RetryTask(delay=outcome.retry_in)
+        if outcome.reply is None:
+            return  # dead-lettered, and recorded as such
+        if outcome.reply.items:
+            reply = outcome.reply
+            save = self.save.s(api, tuple(reply.fields), reply.items, unit.id)
+            self.slow.enqueue(save)  # before the ledger mark: see neo_cli.ledger
+            rt.ledger.mark_saving(unit, save.id, len(reply.items))
+        else:
+            rt.ledger.mark_saving(unit, None, 0)
+
+    def _save(self, api: str, fields: tuple[str, ...], items: list[list], unit_id: str) -> None:
+        rt = self.slow_rt
+        if rt is None:
+            raise RuntimeError("save task ran in a process without a slow runtime")
+        rt.saver.add(api, fields, items, unit_id)

@@ -1,0 +1,1 @@
+"""Queue storage for the two Huey instances. The storage choice lives here and nowhere else."""

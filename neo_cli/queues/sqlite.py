@@ -1,0 +1,145 @@
+"""Huey's SQLite storage, taught two things neo needs.
+
+1. **Kinds.** Each task row carries its kind (the API interface of a download, the table of a
+   save) and its task id in columns of their own, so the queue can be counted per kind and
+   searched by id without unpickling a single task.
+2. **A gated dequeue.** `gate()` names the kinds a worker may take now. The fast consumer's gate
+   answers with the interfaces whose rate limiter has a slot coming up; a worker never takes a
+   task it would have to sit on, so fifty workers cannot all end up waiting on one slow
+   interface while another interface's budget goes unspent (head-of-line blocking).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from huey.storage import SqliteStorage
+
+# (kind, task id) of a serialized task.
+Describe = Callable[[bytes], tuple[str, str]]
+# The kinds a worker may take now, or None for "any".
+Gate = Callable[[], Iterable[str] | None]
+
+
+class KindSqliteStorage(SqliteStorage):
+    table_task = (
+        "create table if not exists task (id integer not null primary key, "
+        "queue text not null, data blob not null, priority real not null default 0.0, "
+        "kind text not null default '', tid text not null default '')"
+    )
+    index_task = (
+        "create index if not exists task_queue_kind_priority_id on task "
+        "(queue, kind, priority desc, id)"
+    )
+    table_sched = (
+        "create table if not exists schedule (id integer not null primary key, "
+        "queue text not null, data blob not null, timestamp real not null, "
+        "kind text not null default '', tid text not null default '')"
+    )
+    ddl = [
+        SqliteStorage.table_kv,
+        table_sched,
+        SqliteStorage.index_sched,
+        table_task,
+        index_task,
+        "create index if not exists task_tid on task (tid)",
+        "create index if not exists schedule_tid on schedule (tid)",
+        SqliteStorage.table_counter,
+    ]
+
+    def __init__(self, name: str, *, describe: Describe, kinds: Sequence[str], **kwargs):
+        self.describe = describe
+        self.kinds = tuple(kinds)
+        self.gate: Gate = lambda: None
+        super().__init__(name, **kwargs)
+
+    def enqueue(self, data, priority=None):
+        kind, tid = self.describe(data)
+        self.sql(
+            "insert into task (queue, data, priority, kind, tid) values (?, ?, ?, ?, ?)",
+            (self.name, self.to_blob(data), priority or 0, kind, tid),
+            commit=True,
+        )
+
+    def enqueue_many(self, items: Iterable[tuple[bytes, float | None]]) -> int:
+        """Enqueue many serialized tasks in one transaction; return how many."""
+        rows = []
+        for data, priority in items:
+            kind, tid = self.describe(data)
+            rows.append((self.name, self.to_blob(data), priority or 0, kind, tid))
+        with self.db(commit=True) as curs:
+            curs.executemany(
+                "insert into task (queue, data, priority, kind, tid) values (?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def dequeue(self):
+        allowed = self.gate()
+        kinds = self.kinds if allowed is None else tuple(allowed)
+        if not kinds:
+            return None
+        with self.db(commit=True) as curs:
+            best = None  # (priority, id, data): highest priority, then oldest, across kinds
+            for kind in kinds:
+                curs.execute(
+                    "select priority, id, data from task where queue = ? and kind = ? "
+                    "order by priority desc, id limit 1",
+                    (self.name, kind),
+                )
+                row = curs.fetchone()
+                if row is not None and (
+                    best is None or (-row[0], row[1]) < (-best[0], best[1])
+                ):
+                    best = row
+            if best is None:
+                return None
+            curs.execute("delete from task where id = ?", (best[1],))
+            return best[2] if curs.rowcount == 1 else None
+
+    def add_to_schedule(self, data, ts):
+        kind, tid = self.describe(data)
+        self.sql(
+            "insert into schedule (queue, data, timestamp, kind, tid) values (?, ?, ?, ?, ?)",
+            (self.name, self.to_blob(data), ts.timestamp(), kind, tid),
+            commit=True,
+        )
+
+    # -- cheap reads for status, recovery and dead letters ----------------------------------
+
+    def counts_by_kind(self) -> dict[str, tuple[int, int]]:
+        """{kind: (pending, scheduled)} with one index scan each."""
+        out: dict[str, list[int]] = {}
+        for table, slot in (("task", 0), ("schedule", 1)):
+            for kind, n in self.sql(
+                f"select kind, count(*) from {table} where queue = ? group by kind",
+                (self.name,),
+                results=True,
+            ):
+                out.setdefault(kind, [0, 0])[slot] = n
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+    def queued_ids(self) -> set[str]:
+        """Ids of every task waiting in the queue or the schedule."""
+        rows = self.sql(
+            "select tid from task where queue = ? union select tid from schedule where queue = ?",
+            (self.name, self.name),
+            results=True,
+        )
+        return {tid for (tid,) in rows}
+
+    def remove_ids(self, ids: Iterable[str]) -> int:
+        """Drop queued or scheduled tasks by id (dead-letter purges, tests)."""
+        ids = list(ids)
+        removed = 0
+        with self.db(commit=True) as curs:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for table in ("task", "schedule"):
+                    curs.execute(
+                        f"delete from {table} where queue = ? and tid in ({marks})",
+                        (self.name, *chunk),
+                    )
+                    removed += curs.rowcount
+        return removed

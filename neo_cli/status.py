@@ -1,0 +1,169 @@
+"""What `neo status` shows, gathered from the state file, the queues, the ledger and the metrics
+store — never from the DuckDB file, which the slow consumer may be writing.
+
+`collect()` returns plain data (the `--json` schema, version 1); the CLI renders it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psutil
+
+from neo_cli.config import Settings
+from neo_cli.ledger import Ledger
+from neo_cli.metrics import MetricsStore
+from neo_cli.paths import Paths
+from neo_cli.pipeline import Pipeline
+from neo_cli.runstate import lock_is_held, read_state
+from neo_cli.tasktypes import DATASETS
+
+SCHEMA_VERSION = 1
+STALE_AFTER = 10.0  # seconds without a heartbeat before a consumer's gauges are ignored
+
+
+class ProcessSampler:
+    """CPU % needs two readings; `--watch` keeps one sampler across refreshes."""
+
+    def __init__(self):
+        self._procs: dict[int, psutil.Process] = {}
+
+    def sample(self, pids: list[int], first_wait: float = 0.1) -> dict[int, dict[str, Any]]:
+        fresh = [p for p in pids if p not in self._procs]
+        for pid in fresh:
+            try:
+                self._procs[pid] = psutil.Process(pid)
+                self._procs[pid].cpu_percent(None)
+            except psutil.Error:
+                pass
+        if fresh and first_wait:
+            time.sleep(first_wait)
+        out = {}
+        for pid in pids:
+            proc = self._procs.get(pid)
+            if proc is None:
+                continue
+            try:
+                with proc.oneshot():
+                    out[pid] = {"cpu_percent": round(proc.cpu_percent(None), 1),
+                                "rss_mb": round(proc.memory_info().rss / 2**20, 1)}
+            except psutil.Error:
+                self._procs.pop(pid, None)
+        return out
+
+
+def collect(settings: Settings, sampler: ProcessSampler | None = None,
+            pipeline: Pipeline | None = None) -> dict[str, Any]:
+    paths = Paths(settings.data_dir)
+    now = time.time()
+    running = paths.run.exists() and lock_is_held(paths)
+    state = read_state(paths) if running else None
+    pipeline = pipeline or Pipeline(settings)
+
+    gauges: dict[str, dict[str, tuple[Any, float]]] = {}
+    window: dict[tuple[str, str], int] = {}
+    totals: dict[tuple[str, str], int] = {}
+    if paths.metrics.exists():
+        store = MetricsStore(paths.metrics)
+        try:
+            gauges, window, totals = store.gauges(), store.window(60), store.totals()
+        finally:
+            store.close()
+
+    def live_gauge(process: str, name: str, default: Any = None) -> Any:
+        g = gauges.get(process, {})
+        beat = g.get("heartbeat", (0, 0))[0] or 0
+        if not running or now - float(beat) > STALE_AFTER:
+            return default
+        return g.get(name, (default, 0))[0]
+
+    queues = {}
+    by_kind: dict[str, dict[str, tuple[int, int]]] = {}
+    for name, huey in (("fast", pipeline.fast), ("slow", pipeline.slow)):
+        counts = huey.storage.counts_by_kind()
+        by_kind[name] = counts
+        queues[name] = {
+            "pending": sum(p for p, _ in counts.values()),
+            "scheduled": sum(s for _, s in counts.values()),
+            "in_flight": live_gauge(name, "in_flight", 0),
+            "done_per_min": window.get((f"queue:{name}", "done"), 0),
+            "failed_per_min": window.get((f"queue:{name}", "errors"), 0),
+            "throttled": live_gauge(name, "throttled", "") or "",
+        }
+    slow_buffer = live_gauge("slow", "buffered_rows", 0)
+    queues["slow"]["buffered_rows"] = slow_buffer
+
+    ledger_counts: dict[str, dict[str, int]] = {}
+    table_rows: dict[str, int] = {}
+    if paths.ledger.exists():
+        ledger = Ledger(paths.ledger)
+        try:
+            ledger_counts = ledger.state_counts()
+            table_rows = ledger.table_rows()
+        finally:
+            ledger.close()
+
+    paused = live_gauge("fast", "paused", {}) or {}
+    limits = settings.rate_limits
+    types = {}
+    eta = 0.0
+    for api in DATASETS:
+        calls = window.get((api, "calls"), 0)
+        pending, scheduled = by_kind["fast"].get(api, (0, 0))
+        batches = totals.get((api, "batches"), 0)
+        failures = totals.get((api, "batch_failures"), 0)
+        rate = calls if calls else limits[api]
+        if pending + scheduled:
+            eta = max(eta, (pending + scheduled) / rate * 60)
+        types[api] = {
+            "pending": pending,
+            "scheduled": scheduled,
+            "calls_per_min": calls,
+            "limit_per_min": limits[api],
+            "rejected_per_min": window.get((api, "rejected"), 0),
+            "retries_per_min": window.get((api, "retries"), 0),
+            "rows_saved": totals.get((api, "rows"), 0),
+            "table_rows": table_rows.get(api, 0),
+            "quarantined": totals.get((api, "quarantined"), 0),
+            "save_success_rate": (batches / (batches + failures)) if batches + failures else None,
+            "dead_lettered": ledger_counts.get(api, {}).get("dead", 0),
+            "paused": paused.get(api, ""),
+        }
+
+    processes = {}
+    if state:
+        sup = state.get("supervisor", {})
+        entries = {"supervisor": {"state": sup.get("state", "unknown"), "pid": sup.get("pid"),
+                                  "started": sup.get("started"), "restarts": 0, "reason": ""}}
+        for q, c in state.get("consumers", {}).items():
+            entries[q] = {"state": c["state"], "pid": c.get("pid"), "started": c.get("started"),
+                          "restarts": c.get("restarts", 0), "reason": c.get("reason", ""),
+                          "last_exit": c.get("last_exit")}
+        sampler = sampler or ProcessSampler()
+        usage = sampler.sample([e["pid"] for e in entries.values() if e.get("pid")])
+        for e in entries.values():
+            e["uptime"] = round(now - e["started"], 1) if e.get("started") and e.get("pid") else None
+            e.update(usage.get(e.get("pid"), {"cpu_percent": None, "rss_mb": None}))
+        processes = entries
+    else:
+        processes = {q: {"state": "stopped", "pid": None, "started": None, "restarts": 0,
+                         "reason": "", "uptime": None, "cpu_percent": None, "rss_mb": None}
+                     for q in ("supervisor", "fast", "slow")}
+
+    healthy = running and all(
+        p["state"] == "running" for name, p in processes.items() if name != "supervisor"
+    )
+    db_error = live_gauge("slow", "db_error", "") or ""
+    return {
+        "schema": SCHEMA_VERSION,
+        "time": now,
+        "data_dir": str(paths.root),
+        "running": running,
+        "healthy": bool(healthy and not db_error),
+        "database_error": db_error,
+        "queues": queues,
+        "task_types": types,
+        "processes": processes,
+        "eta_seconds": round(eta, 1) if eta else 0,
+    }
