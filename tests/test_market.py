@@ -154,7 +154,8 @@ def test_bars_are_sane(history: dict) -> None:
         assert max(bar["open"], bar["close"]) <= bar["high"]
         assert bar["vol"] > 0 and bar["amount"] > 0
         assert bar["change"] == round(bar["close"] - bar["pre_close"], 2)
-        assert bar["pct_chg"] == round(bar["change"] / bar["pre_close"] * 100, 4)
+        pct_chg = bar["change"] / bar["pre_close"] * 100
+        assert bar["pct_chg"] == pytest.approx(pct_chg, abs=0.5001e-4)  # rounded to 4 places
         for field in ("open", "high", "low", "close", "pre_close"):
             assert bar[field] == round(bar[field], 2)
     assert max(abs(b["pct_chg"]) for b in bars) < 60
@@ -170,7 +171,7 @@ def test_pre_close_is_the_previous_close_except_on_ex_dates(history: dict) -> No
                 assert bar["pre_close"] == before["close"]
             else:
                 ex_dates += 1
-                assert bar["pre_close"] == round(before["close"] * old / new, 2)
+                assert bar["pre_close"] == pytest.approx(before["close"] * old / new, abs=0.0051)
     assert ex_dates > 100
 
 

@@ -50,7 +50,7 @@ class _Board:
     numbers: tuple[tuple[int, int], ...]  # [first, stop) ranges of six-digit codes
 
 
-BOARDS = (
+_BOARDS = (
     _Board("主板", "SSE", "SH", date(1990, 12, 19), 0.33, ((600000, 606000),)),
     _Board("主板", "SZSE", "SZ", date(1991, 4, 3), 0.30, ((1, 4000),)),
     _Board("创业板", "SZSE", "SZ", date(2009, 10, 30), 0.17, ((300001, 302000),)),
@@ -60,11 +60,11 @@ BOARDS = (
         ((830000, 840000), (870000, 880000), (430000, 440000)),
     ),
 )
-AREAS = (
+_AREAS = (
     "北京", "上海", "深圳", "广东", "浙江", "江苏", "山东", "福建", "四川", "湖北", "湖南",
     "安徽", "河南", "河北", "天津", "重庆", "辽宁", "陕西", "江西", "云南", "新疆", "吉林",
 )
-INDUSTRIES = (
+_INDUSTRIES = (
     "银行", "证券", "全国地产", "白酒", "化学制药", "中成药", "医疗保健", "元器件", "半导体",
     "软件服务", "通信设备", "汽车配件", "电气设备", "专用机械", "小金属", "化工原料", "食品",
     "家用电器", "建筑工程", "电力", "水泥", "互联网", "环境保护", "农药化肥", "服饰",
@@ -140,7 +140,7 @@ def _date(ymd: int) -> date:
 
 
 @dataclass(frozen=True)
-class Stock:
+class _Stock:
     """One stock's fixed attributes; calendar positions index the market's calendar."""
 
     ts_code: str
@@ -158,9 +158,9 @@ class Stock:
         return self.ts_code[:6]
 
 
-def _universe(seed: int, n: int, calendar: np.ndarray) -> list[Stock]:
+def _universe(seed: int, n: int, calendar: np.ndarray) -> list[_Stock]:
     """The first n stocks of the universe for `seed`; stock i depends on stocks < i only."""
-    cursors = {b: (0, b.numbers[0][0]) for b in BOARDS}  # next (range, number) per board
+    cursors = {b: (0, b.numbers[0][0]) for b in _BOARDS}  # next (range, number) per board
     last_listing = int(np.searchsorted(calendar, _ymd(LAST_LISTING), "right"))
     last_delisting = int(np.searchsorted(calendar, _ymd(LAST_DELISTING), "right"))
     pauses = [int(np.searchsorted(calendar, _ymd(d))) for d in PAUSES]
@@ -168,7 +168,7 @@ def _universe(seed: int, n: int, calendar: np.ndarray) -> list[Stock]:
     for i in range(n):
         r = random.Random(_seed(seed, "stock", i))
         u = [r.random() for _ in range(10)]
-        wanted = r.choices(BOARDS, [b.weight for b in BOARDS])[0]
+        wanted = r.choices(_BOARDS, [b.weight for b in _BOARDS])[0]
         board, number = _take_code(cursors, wanted, skip=u[0] < 0.25)
         first = int(np.searchsorted(calendar, _ymd(board.opened)))
         list_index = first + int(u[1] * (last_listing - first))
@@ -179,13 +179,13 @@ def _universe(seed: int, n: int, calendar: np.ndarray) -> list[Stock]:
             start = max(pauses[0], list_index + 500)
             if start < pauses[1]:
                 pause_index = start + int(u[3] * (pauses[1] - start))
-        industry = INDUSTRIES[int(u[4] * len(INDUSTRIES))]
+        industry = _INDUSTRIES[int(u[4] * len(_INDUSTRIES))]
         connect = {"SSE": "H", "SZSE": "S"}.get(board.exchange, "N")
         stocks.append(
-            Stock(
+            _Stock(
                 ts_code=f"{number:06d}.{board.suffix}",
                 name=f"模拟{industry}{i + 1:04d}",
-                area=AREAS[int(u[5] * len(AREAS))],
+                area=_AREAS[int(u[5] * len(_AREAS))],
                 industry=industry,
                 board=board,
                 is_hs=connect if u[6] < 0.45 else "N",
@@ -199,8 +199,8 @@ def _universe(seed: int, n: int, calendar: np.ndarray) -> list[Stock]:
 
 def _take_code(cursors: dict, wanted: _Board, skip: bool) -> tuple[_Board, int]:
     """The next free code on `wanted`, or on the next board with room when it is full."""
-    start = BOARDS.index(wanted)
-    for board in BOARDS[start:] + BOARDS[:start]:
+    start = _BOARDS.index(wanted)
+    for board in _BOARDS[start:] + _BOARDS[:start]:
         index, number = cursors[board]
         while index < len(board.numbers) and number >= board.numbers[index][1]:
             index += 1
@@ -237,7 +237,7 @@ def _ar1(shocks: np.ndarray, phi: float) -> np.ndarray:
     return out
 
 
-def _factor_steps(stock: Stock, calendar: np.ndarray, stop: int, seed: int) -> np.ndarray:
+def _factor_steps(stock: _Stock, calendar: np.ndarray, stop: int, seed: int) -> np.ndarray:
     """Multipliers, 1.0 except on ex-dates: a dividend most years (mid-May to July, +1%..8%),
     now and then a bonus-share split (x1.5..2)."""
     steps = np.ones(stop - stock.list_index)
@@ -255,16 +255,17 @@ def _factor_steps(stock: Stock, calendar: np.ndarray, stop: int, seed: int) -> n
     return steps
 
 
-def _series(stock: Stock, calendar: np.ndarray, stop: int, seed: int) -> _Series:
+def _series(stock: _Stock, calendar: np.ndarray, stop: int, seed: int) -> _Series:
     """Bars and factors of one stock for calendar days [list_index, stop)."""
     code, start = stock.ts_code, stock.list_index
     n = stop - start
     factor = np.round(np.cumprod(_factor_steps(stock, calendar, stop, seed)), 3)
 
-    level, vol_sigma, base_vol, pop, drift = _rng(seed, code, "profile").random(5)
-    level = np.log(3.0) + level * np.log(12.0)  # typical price 3..36 yuan
-    sigma = 0.015 + 0.015 * vol_sigma
-    base_vol = np.exp(np.log(3e3) + base_vol * np.log(200.0))  # 3k..600k lots a day
+    u = _rng(seed, code, "profile").random(5)
+    level = np.log(3.0) + u[0] * np.log(12.0)  # typical price 3..36 yuan
+    sigma = 0.015 + 0.015 * u[1]  # daily volatility
+    base_vol = np.exp(np.log(3e3) + u[2] * np.log(200.0))  # 3k..600k lots a day
+    pop, drift = 1.2 + 0.24 * u[3], (u[4] - 0.5) * 4e-4  # first-day gain; daily drift
 
     traded = _rng(seed, code, "suspend").random(n)
     lengths = 3 + (_rng(seed, code, "suspend-days").random(n) * 18).astype(np.int64)
@@ -279,12 +280,12 @@ def _series(stock: Stock, calendar: np.ndarray, stop: int, seed: int) -> _Series
     # forward-adjusted price carries on smoothly.
     z = np.clip(_rng(seed, code, "walk").standard_normal(n), -4, 4)
     jumps = np.diff(np.log(factor), prepend=np.log(factor[0]))
-    raw = np.exp(level + _ar1((drift - 0.5) * 4e-4 + sigma * z - jumps, PHI))
+    raw = np.exp(level + _ar1(drift + sigma * z - jumps, PHI))
 
     days = np.flatnonzero(traded)
     close = np.maximum(np.round(raw[days], 2), 0.01)
     pre_close = np.empty_like(close)
-    pre_close[0] = np.round(close[0] / (1.2 + 0.24 * pop), 2)  # issue price: a first-day pop
+    pre_close[0] = np.round(close[0] / pop, 2)  # the issue price
     pre_close[1:] = np.round(close[:-1] * factor[days[:-1]] / factor[days[1:]], 2)
     pre_close = np.maximum(pre_close, 0.01)
 
@@ -335,7 +336,7 @@ class _Company:
         )
 
 
-def _statements(stock: Stock, listed: date, last: date, seed: int) -> dict[str, list[dict]]:
+def _statements(stock: _Stock, listed: date, last: date, seed: int) -> dict[str, list[dict]]:
     """Quarterly income, balance sheet and cash flow from the listing year, each published
     `_ANN_LAG` days after the period end and now and then revised; only what is announced by
     `last` (end_date, or the last trading day before delisting). Newest first."""
@@ -540,7 +541,7 @@ class Market:
             return "P"
         return "L"
 
-    def _last_index(self, stock: Stock) -> int:
+    def _last_index(self, stock: _Stock) -> int:
         """Calendar index one past the stock's last trading day as of end_date."""
         if stock.delist_index is not None:
             return min(stock.delist_index, self._open_days)
@@ -552,10 +553,9 @@ class Market:
 
     def _make_statements(self, ts_code: str) -> dict[str, list[dict]]:
         stock = self._stocks[ts_code]
+        stop = self._last_index(stock)
+        last = self.end_date if stop == self._open_days else _date(int(self._calendar[stop - 1]))
         listed = _date(int(self._calendar[stock.list_index]))
-        last = _date(int(self._calendar[self._last_index(stock) - 1]))
-        if self._last_index(stock) == self._open_days:
-            last = self.end_date
         return _statements(stock, listed, last, self.seed)
 
     # -- the query API
