@@ -17,6 +17,7 @@ from neo_cli.ledger import Ledger
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
 from neo_cli.planner import Plan, Request, make_plan
+from neo_cli.providers import build_provider
 from neo_cli.units import new_batch_id
 
 CHUNK = 2000  # units per ledger+queue transaction
@@ -41,9 +42,10 @@ def enqueue(
     paths = Paths(settings.data_dir).ensure()
     pipeline = Pipeline(settings)
     ledger = Ledger(paths.ledger, durable=True)
+    provider = build_provider(settings)
     try:
         batch = new_batch_id()
-        plan = make_plan(request, ledger, today(), batch)
+        plan = make_plan(request, ledger, today(), batch, provider.trading_days)
         limit = settings.values["queue"]["max_pending"]
         ids: list[str] = []
         units = plan.units
@@ -64,4 +66,5 @@ def enqueue(
             ids.extend(u.id for u in chunk)
         return Enqueued(batch, plan, ids)
     finally:
+        provider.close()
         ledger.close()

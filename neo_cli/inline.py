@@ -69,7 +69,7 @@ def run_inline(
     saver = BatchSaver(database, ledger, recorder, batch_size=10**9, batch_timeout=10**9)
     try:
         batch = new_batch_id()
-        plan = make_plan(request, ledger, today(), batch)
+        plan = make_plan(request, ledger, today(), batch, rt.provider.trading_days)
         result = InlineResult(batch, plan)
         with ledger.adding(batch, request.task_type.name, plan.units):
             pass

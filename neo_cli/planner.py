@@ -9,7 +9,7 @@ cap; a symbol that already has a unit on its way is skipped as "already queued".
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -84,6 +84,16 @@ class Plan:
     symbols: int = 0
 
 
+TradingDays = Callable[[str, str], "list[str] | None"]
+
+
+def _any_trading(trading_days: TradingDays | None, start: str, end: str) -> bool:
+    if trading_days is None:
+        return True
+    days = trading_days(start, end)
+    return days is None or bool(days)
+
+
 def span_days(api: str) -> int:
     """Calendar days one call can cover without reaching the row cap (with 10% to spare)."""
     d = dataset(api)
@@ -101,7 +111,10 @@ def split(start: str, end: str, days: int) -> Iterable[tuple[str, str]]:
         lo = top + timedelta(days=1)
 
 
-def make_plan(request: Request, ledger: Ledger, today: date, batch: str) -> Plan:
+def make_plan(request: Request, ledger: Ledger, today: date, batch: str,
+              trading_days: TradingDays | None = None) -> Plan:
+    """The units for `request`. `trading_days(start, end)` (when the provider knows the
+    calendar) lets a range with no trading day in it count as up to date."""
     if request.start and request.end and request.end < request.start:
         raise InputError(
             f"--end-date {fmt(request.end)} is before --start-date {fmt(request.start)}"
@@ -137,13 +150,15 @@ def make_plan(request: Request, ledger: Ledger, today: date, batch: str) -> Plan
                 plan.queued += 1
                 continue
             list_date, delist_date = listed.get(code, ("", ""))
-            start = fmt(request.start) if request.start else (list_date or fmt(EARLIEST))
+            # Statements are published for periods before a listing too (the prospectus).
+            first = list_date if list_date and api not in STATEMENTS else fmt(EARLIEST)
+            start = fmt(request.start) if request.start else first
             end = min(end_default, delist_date) if delist_date else end_default
             last = marks.get(code)
             if last and not request.full:
                 resume = last if api in STATEMENTS else plus(last, 1)
                 start = max(start, resume)
-            if start > end:
+            if start > end or (api not in STATEMENTS and not _any_trading(trading_days, start, end)):
                 plan.current += 1
                 continue
             for lo, hi in split(start, end, span_days(api)):

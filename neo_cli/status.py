@@ -96,11 +96,13 @@ def collect(settings: Settings, sampler: ProcessSampler | None = None,
 
     ledger_counts: dict[str, dict[str, int]] = {}
     table_rows: dict[str, int] = {}
+    in_progress = 0
     if paths.ledger.exists():
         ledger = Ledger(paths.ledger)
         try:
             ledger_counts = ledger.state_counts()
             table_rows = ledger.table_rows()
+            in_progress = ledger.live_count()
         finally:
             ledger.close()
 
@@ -166,4 +168,5 @@ def collect(settings: Settings, sampler: ProcessSampler | None = None,
         "task_types": types,
         "processes": processes,
         "eta_seconds": round(eta, 1) if eta else 0,
+        "units_in_progress": in_progress,
     }

@@ -106,6 +106,9 @@ def status(
                        ] = False,
     interval: Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between "
                                             "refreshes with --watch.")] = 1.0,
+    until_idle: Annotated[bool, typer.Option(
+        "--until-idle", help="With --watch: return once every queued task is saved or "
+        "dead-lettered.")] = False,
     config_file: ConfigOption = None,
 ) -> None:
     """Queues, throughput, save success and processes. Exit 0 healthy, 3 stopped, 5 unhealthy.
@@ -124,10 +127,18 @@ def status(
         raise typer.Exit(exit_code(data))
     try:
         with Live(render(data), console=out, refresh_per_second=4, screen=False) as live:
-            while True:
+            while not (until_idle and idle(data)):
                 time.sleep(interval)
                 data = collect(settings, sampler, pipeline)
                 live.update(render(data))
     except KeyboardInterrupt:
         pass
     raise typer.Exit(exit_code(data))
+
+
+def idle(data: dict[str, Any]) -> bool:
+    """Nothing left to do — or nothing that will do it: stopped, or a consumer failed."""
+    if not data["running"] or any(p["state"] == "failed" for p in data["processes"].values()):
+        return True
+    return data["units_in_progress"] == 0 and all(
+        q["pending"] + q["scheduled"] + q["in_flight"] == 0 for q in data["queues"].values())

@@ -45,6 +45,11 @@ class Provider(ABC):
     def call(self, api: str, params: Mapping[str, Any], fields: Sequence[str]) -> Reply:
         """Call interface `api` with `params`, asking for `fields`; raise a ProviderError."""
 
+    def trading_days(self, start: str, end: str) -> list[str] | None:
+        """Trading days from `start` to `end` ('YYYYMMDD', inclusive), or None when unknown.
+        The planner uses it to skip ranges with nothing to fetch (weekends, holidays)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

@@ -100,6 +100,9 @@ class SimulatedProvider(Provider):
         self._calls: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
 
+    def trading_days(self, start: str, end: str) -> list[str]:
+        return self.market.trade_dates(start, end)
+
     def call(self, api: str, params: Mapping[str, Any], fields: Sequence[str]) -> Reply:
         """One call: admitted or refused by the limit, then delayed, perhaps failed, answered."""
         if api not in DATASETS:

@@ -1,0 +1,52 @@
+# `make run` and `make test` set everything up themselves: the virtual environment, the package
+# and its tools. Nothing depends on what happens to be installed on the machine.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+NEO    := $(BIN)/neo
+
+.PHONY: install run test lint bench clean redis
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job on the built-in simulated provider: fill stock_basic, download bars, factors and
+# the three statements for every listed symbol of the simulated market, watch the backlog drain,
+# stop, and show what landed.
+run: $(STAMP)
+	-@$(NEO) stop >/dev/null 2>&1
+	$(NEO) start
+	$(NEO) enqueue --task-type stock_basic
+	$(NEO) status --watch --until-idle
+	$(NEO) enqueue --task-type daily_qfq
+	$(NEO) enqueue --task-type income
+	$(NEO) enqueue --task-type balancesheet
+	$(NEO) enqueue --task-type cashflow
+	$(NEO) status --watch --until-idle
+	$(NEO) stop
+	$(NEO) query "SELECT 'stock_basic' AS table_name, count(*) AS rows FROM stock_basic \
+	  UNION ALL SELECT 'daily', count(*) FROM daily UNION ALL SELECT 'adj_factor', count(*) FROM adj_factor \
+	  UNION ALL SELECT 'income', count(*) FROM income UNION ALL SELECT 'balancesheet', count(*) FROM balancesheet \
+	  UNION ALL SELECT 'cashflow', count(*) FROM cashflow UNION ALL SELECT 'daily_qfq (view)', count(*) FROM daily_qfq"
+	$(NEO) query "SELECT ts_code, trade_date, round(open, 3) AS open, round(close, 3) AS close, \
+	  round(adj_factor, 3) AS factor FROM daily_qfq WHERE ts_code = (SELECT min(ts_code) FROM daily) \
+	  ORDER BY trade_date DESC" --limit 5
+
+lint: $(STAMP)
+	$(BIN)/ruff check neo_cli tests
+
+test: $(STAMP)
+	$(BIN)/ruff check neo_cli tests
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m neo_cli.bench --output BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache

@@ -1,0 +1,143 @@
+"""Fixtures shared by the tests: a data directory with its own config, and ways to run neo.
+
+Tests use the real thing — consumer subprocesses, DuckDB and SQLite files, HTTP on 127.0.0.1 —
+with fakes only for time and randomness.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from neo_cli import config
+from neo_cli.cli import app
+
+END_DATE = "20261120"  # a fixed "today" for the simulated market
+
+
+def toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(v)
+
+
+def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    lines = []
+    for section, keys in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in keys.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def base_sections(data_dir: Path, **extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    sections: dict[str, dict[str, Any]] = {
+        "paths": {"data_dir": str(data_dir)},
+        "provider.simulated": {"symbols": 40, "end_date": END_DATE, "latency_ms": 2.0,
+                               "jitter_ms": 1.0},
+        "slow": {"batch_timeout": 0.5},
+    }
+    for section, keys in extra.items():
+        sections.setdefault(section.replace("__", "."), {}).update(keys)
+    return sections
+
+
+@dataclass
+class Home:
+    """A data directory and its config file, and helpers to run neo against it."""
+
+    root: Path
+    config: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def settings(self) -> config.Settings:
+        return config.load(self.config, environ={})
+
+    def configure(self, **sections: dict[str, Any]) -> None:
+        write_config(self.config, base_sections(self.data, **sections))
+
+    def cli(self, *args: str, input: str | None = None):
+        """In-process: exact output and exit codes."""
+        runner = CliRunner()
+        return runner.invoke(app, [*args, "--config", str(self.config)] if args and args[0] not in ("--help",) else list(args),
+                             input=input, env={"NEO_CONFIG": "", "NEO_HOME": "", **self.env})
+
+    def run(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
+        """As a real subprocess, the way a user runs it."""
+        env = {k: v for k, v in os.environ.items() if k not in ("NEO_HOME", "NEO_CONFIG")}
+        env.update(self.env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "neo_cli", *args, "--config", str(self.config)],
+            capture_output=True, text=True, timeout=timeout, env=env, cwd=self.root,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"neo {' '.join(args)} exited {proc.returncode}:\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def wait_idle(self, timeout: float = 300) -> dict:
+        """Poll `status --json` until every unit is saved or dead."""
+        import json
+
+        deadline = time.monotonic() + timeout
+        while True:
+            data = json.loads(self.run("status", "--json").stdout)
+            queues = data["queues"].values()
+            if data["units_in_progress"] == 0 and all(
+                    q["pending"] + q["scheduled"] + q["in_flight"] == 0 for q in queues):
+                return data
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not idle after {timeout}s: {data}")
+            time.sleep(1.0)
+
+
+def kill_tree_for(data_dir: Path) -> None:
+    """Kill any neo process still running for `data_dir` (a failed test must not leak)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+        except psutil.Error:
+            continue
+        if "neo_cli" in cmd and str(data_dir) in cmd:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Home]:
+    h = Home(root=tmp_path, config=tmp_path / "neo.toml")
+    h.configure()
+    yield h
+    run_dir = h.data / "run"
+    pid_file = run_dir / "supervisor.pid"
+    if pid_file.exists():
+        try:
+            pid = int(pid_file.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while psutil.pid_exists(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        except (ValueError, ProcessLookupError):
+            pass
+    # Consumers carry the settings path, which is under the data directory.
+    kill_tree_for(h.data)
