@@ -219,7 +219,8 @@ def test_a_bad_copy_never_deletes_the_saved_row(db: Database) -> None:
 
 
 def test_quarantined_rows_do_not_move_the_watermark(db: Database) -> None:
-    result = save(db, DAILY, bars("u", bar(A, "20240102", 10.0), patched(bar(A, "20240109", 1.0), vol="x")))
+    late_and_bad = patched(bar(A, "20240109", 1.0), vol="x")
+    result = save(db, DAILY, bars("u", bar(A, "20240102", 10.0), late_and_bad))
     assert result.watermarks == {A: "20240102"}
 
 

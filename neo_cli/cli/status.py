@@ -7,7 +7,6 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich import box
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
@@ -44,6 +43,15 @@ STATE_STYLE = {"running": "green", "starting": "yellow", "backoff": "yellow", "s
                "failed": "bold red", "stopped": "dim"}
 
 
+def _table(title: str, first: str, *numeric: str) -> Table:
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False,
+                  title_style="bold", header_style="bold underline")
+    table.add_column(first, no_wrap=True)
+    for col in numeric:
+        table.add_column(col, justify="right", no_wrap=True)
+    return table
+
+
 def render(data: dict[str, Any]) -> Group:
     if data["running"]:
         health = "[green]healthy[/]" if data["healthy"] else "[bold red]unhealthy[/]"
@@ -54,22 +62,20 @@ def render(data: dict[str, Any]) -> Group:
     if data["database_error"]:
         parts.append(Text.from_markup(f"[bold red]database: {data['database_error']}[/]"))
 
-    q = Table(title="Queues", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("queue", "pending", "scheduled", "in flight", "done/min", "failed/min", "note"):
-        q.add_column(col, justify="left" if col in ("queue", "note") else "right")
+    notes: list[str] = []
+    q = _table("Queues", "queue", "pending", "scheduled", "in flight", "done/min", "failed/min")
     for name, v in data["queues"].items():
-        note = v["throttled"]
-        if name == "slow" and v.get("buffered_rows"):
-            note = (note + "; " if note else "") + f"{v['buffered_rows']:,} rows buffered"
         q.add_row(name, _num(v["pending"]), _num(v["scheduled"]), _num(v["in_flight"]),
-                  _num(v["done_per_min"]), _num(v["failed_per_min"]),
-                  Text(note, style="yellow") if note else "")
-    parts.append(q)
+                  _num(v["done_per_min"]), _num(v["failed_per_min"]))
+        if v["throttled"]:
+            notes.append(f"{name} queue paused: {v['throttled']}")
+    if data["queues"]["slow"].get("buffered_rows"):
+        notes.append(f"slow consumer: {data['queues']['slow']['buffered_rows']:,} rows "
+                     "buffered for the next flush")
+    parts += [Text(""), q]
 
-    t = Table(title="Task types", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("type", "queued", "calls/min", "limit", "use", "rejected", "rows saved",
-                "save ok", "dead", "note"):
-        t.add_column(col, justify="left" if col in ("type", "note") else "right")
+    t = _table("Task types", "type", "queued", "calls/m", "limit", "use", "rej/m", "rows saved",
+               "save ok", "dead")
     for api, v in data["task_types"].items():
         use = v["calls_per_min"] / v["limit_per_min"] if v["limit_per_min"] else 0
         rate = v["save_success_rate"]
@@ -78,20 +84,24 @@ def render(data: dict[str, Any]) -> Group:
             _num(v["limit_per_min"]), f"{use:.0%}",
             Text(_num(v["rejected_per_min"]), style="red" if v["rejected_per_min"] else ""),
             _num(v["rows_saved"]),
-            "-" if rate is None else Text(f"{rate:.1%}", style="" if rate == 1 else "yellow"),
+            "-" if rate is None else Text(f"{rate:.0%}" if rate in (0, 1) else f"{rate:.1%}",
+                                          style="" if rate == 1 else "yellow"),
             Text(_num(v["dead_lettered"]), style="red" if v["dead_lettered"] else ""),
-            Text(v["paused"], style="yellow") if v["paused"] else "",
         )
-    parts.append(t)
+        if v["paused"]:
+            notes.append(f"{api}: {v['paused']}")
+    parts += [Text(""), t]
 
-    p = Table(title="Processes", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("process", "state", "pid", "uptime", "restarts", "CPU %", "RSS MB", "note"):
-        p.add_column(col, justify="left" if col in ("process", "state", "note") else "right")
+    p = _table("Processes", "process", "state", "pid", "uptime", "restarts", "CPU %", "RSS MB")
     for name, v in data["processes"].items():
-        p.add_row(name, Text(v["state"], style=STATE_STYLE.get(v["state"], "")), _num(v["pid"]),
-                  _duration(v["uptime"]), _num(v["restarts"]), _num(v["cpu_percent"]),
-                  _num(v["rss_mb"]), Text((v.get("reason") or "").split("\n")[0], style="yellow"))
-    parts.append(p)
+        p.add_row(name, Text(v["state"], style=STATE_STYLE.get(v["state"], "")),
+                  "-" if v["pid"] is None else str(v["pid"]), _duration(v["uptime"]),
+                  _num(v["restarts"]), _num(v["cpu_percent"]), _num(v["rss_mb"]))
+        if v.get("reason"):
+            notes.append(f"{name}: {v['reason']}")
+    parts += [Text(""), p, Text("")]
+    for note in notes:
+        parts.append(Text(note, style="yellow"))
     backlog = sum(v["pending"] + v["scheduled"] for v in data["queues"].values())
     eta = f"ETA {_duration(data['eta_seconds'])}" if data["eta_seconds"] else "nothing queued"
     parts.append(Text(f"backlog {backlog:,} task(s); {eta}"))
@@ -133,6 +143,7 @@ def status(
                 live.update(render(data))
     except KeyboardInterrupt:
         pass
+    out.print()
     raise typer.Exit(exit_code(data))
 
 
