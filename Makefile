@@ -46,7 +46,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m neo_cli.bench --output BENCHMARKS.md
+	$(BIN)/python bench/run.py --output BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

@@ -8,6 +8,7 @@ from and what is allowed.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -58,6 +59,8 @@ class Key:
             if self.kind is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError
             number = self.kind(value) if not isinstance(value, str) else self.kind(value.strip())
+            if not math.isfinite(number):
+                raise ValueError
             if self.minimum is not None and number < self.minimum:
                 raise ValueError
             if self.maximum is not None and number > self.maximum:
@@ -103,6 +106,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "limiter": {
         "margin_seconds": Key(0.6, float, 0, 30),
         "lookahead_seconds": Key(1.0, float, 0.05, 60),
+    },
+    "supervisor": {
+        "restart_base_delay": Key(1.0, float, 0, 3600),
+        "restart_max_delay": Key(60.0, float, 0, 86_400),
+        "min_uptime": Key(10.0, float, 0, 3600),
+        "stable_after": Key(60.0, float, 0, 86_400),
+        "max_quick_failures": Key(5, int, 1, 1000),
+        "ready_timeout": Key(60.0, float, 1, 3600),
     },
     "provider": {"name": Key("simulated", choices=("simulated", "tushare"))},
     "provider.simulated": {
@@ -187,7 +198,7 @@ def _flatten(doc: Mapping[str, Any], origin: str) -> dict[str, dict[str, Any]]:
             if isinstance(value, dict):
                 if dotted not in SCHEMA and not any(s.startswith(dotted + ".") for s in SCHEMA):
                     raise InputError(
-                        f"unknown section [{dotted}] in {origin}; allowed: "
+                        f"unknown section [{_printable(dotted)}] in {origin}; allowed: "
                         + ", ".join(f"[{s}]" for s in SCHEMA)
                     )
                 walk(value, dotted)
@@ -195,11 +206,18 @@ def _flatten(doc: Mapping[str, Any], origin: str) -> dict[str, dict[str, Any]]:
             if prefix not in SCHEMA or name not in SCHEMA[prefix]:
                 where = f"[{prefix}]" if prefix else "the top level"
                 allowed = ", ".join(SCHEMA[prefix]) if prefix in SCHEMA else "none (use a section)"
-                raise InputError(f"unknown key {name!r} in {where} of {origin}; allowed: {allowed}")
+                raise InputError(
+                    f"unknown key {name!r} in {_printable(where)} of {origin}; allowed: {allowed}"
+                )
             out.setdefault(prefix, {})[name] = value
 
     walk(doc, "")
     return out
+
+
+def _printable(text: str) -> str:
+    """Names from a file go into one-line messages: escape what would break the line."""
+    return text if text.isprintable() else repr(text)
 
 
 def _validate(raw: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str]) -> dict:

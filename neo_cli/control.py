@@ -44,10 +44,10 @@ def preflight(settings: Settings) -> Preflight:
 
 
 def start_background(
-    settings: Settings, stop_timeout: float, ready_timeout: float = 60.0,
-    sleep: Callable[[float], object] = time.sleep,
+    settings: Settings, stop_timeout: float, sleep: Callable[[float], object] = time.sleep,
 ) -> tuple[dict, list[str]]:
     """Detach a supervisor and return its state once both consumers are up."""
+    ready_timeout = settings.values["supervisor"]["ready_timeout"]
     pre = preflight(settings)
     paths = pre.paths
     handoff = paths.run / f"settings.{os.getpid()}.json"
@@ -62,7 +62,6 @@ def start_background(
         )
     finally:
         out.close()
-    started = time.time()
     deadline = time.monotonic() + ready_timeout
     try:
         while time.monotonic() < deadline:
@@ -89,7 +88,6 @@ def start_background(
         )
     finally:
         handoff.unlink(missing_ok=True)
-        del started
 
 
 def _stop_quietly(proc: subprocess.Popen, paths: Paths) -> None:

@@ -312,7 +312,8 @@ class Ledger:
                 chunk = ids[i : i + 500]
                 conn.execute(
                     f"update units set state = 'queued', save_id = null, updated = ?"
-                    f" where id in ({','.join('?' * len(chunk))})",
+                    f" where state in ('queued', 'retrying', 'saving')"
+                    f" and id in ({','.join('?' * len(chunk))})",
                     (self.clock(), *chunk),
                 )
 

@@ -47,7 +47,7 @@ def parse_symbols(text: str) -> list[str]:
 def read_symbols_file(path: Path) -> list[str]:
     """One code a line; blank lines and `#` comments ignored."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # Excel and Notepad write a BOM
     except FileNotFoundError:
         raise InputError(f"symbols file {path} does not exist") from None
     except IsADirectoryError:

@@ -54,6 +54,12 @@ class RestartPolicy:
     stable_after: float = 60.0  # a run this long resets the back-off
     max_quick_failures: int = 5
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RestartPolicy:
+        v = settings.values["supervisor"]
+        return cls(v["restart_base_delay"], v["restart_max_delay"], v["min_uptime"],
+                   v["stable_after"], v["max_quick_failures"])
+
     def delay(self, failures: int, rng: random.Random) -> float:
         """Exponential in the failures so far, jittered by ±50% so restarts don't march."""
         raw = min(self.max_delay, self.base_delay * 2 ** max(0, failures - 1))
@@ -115,7 +121,7 @@ class Supervisor:
     ):
         self.settings = settings
         self.paths = Paths(settings.data_dir)
-        self.policy = policy or RestartPolicy()
+        self.policy = policy or RestartPolicy.from_settings(settings)
         self.spawn = spawn or self._spawn_process
         self.clock, self.wall, self.sleep = clock, wall, sleep
         self.rng = rng or random.Random()

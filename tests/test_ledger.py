@@ -35,8 +35,13 @@ def ledger(tmp_path: Path, clock: FakeClock) -> Iterator[Ledger]:
 
 
 def unit(code: str = A, api: str = "daily", batch: str = "b1", **params) -> Unit:
-    return Unit(api, {"ts_code": code, "start_date": "20240101", "end_date": "20240131",
-                      **params}, (code,), batch, 3)
+    return Unit(
+        api,
+        {"ts_code": code, "start_date": "20240101", "end_date": "20240131", **params},
+        (code,),
+        batch,
+        3,
+    )
 
 
 def add(ledger: Ledger, *units: Unit, batch: str = "b1", task_type: str = "daily") -> None:
@@ -56,8 +61,17 @@ def test_adding_records_units_queued(ledger: Ledger, clock: FakeClock) -> None:
     u = unit()
     add(ledger, u)
     rec = ledger.get(u.id)
-    assert rec == UnitRecord(unit=u, state="queued", attempts=0, rows=None, save_id=None,
-                             error=None, error_class=None, created=clock.now, updated=clock.now)
+    assert rec == UnitRecord(
+        unit=u,
+        state="queued",
+        attempts=0,
+        rows=None,
+        save_id=None,
+        error=None,
+        error_class=None,
+        created=clock.now,
+        updated=clock.now,
+    )
     assert rec.unit.params == u.params and rec.unit.codes == (A,) and rec.unit.priority == 3
 
 
@@ -120,7 +134,11 @@ def test_attempt_failed_counts_attempts(ledger: Ledger, clock: FakeClock) -> Non
     assert ledger.attempt_failed(u, "reset", "TransientError") == 2
     rec = ledger.get(u.id)
     assert (rec.state, rec.attempts, rec.error, rec.error_class) == (
-        "retrying", 2, "reset", "TransientError")
+        "retrying",
+        2,
+        "reset",
+        "TransientError",
+    )
     assert rec.updated == clock.now and rec.created == clock.now - 1
 
 
@@ -139,7 +157,12 @@ def test_mark_saving_with_a_save_id_and_without(ledger: Ledger) -> None:
     ledger.mark_saving(u, "save-1", 250)
     rec = ledger.get(u.id)
     assert (rec.state, rec.save_id, rec.rows, rec.error, rec.attempts) == (
-        "saving", "save-1", 250, None, 1)
+        "saving",
+        "save-1",
+        250,
+        None,
+        1,
+    )
     ledger.mark_saving(v, None, 0)  # no rows to save: done at once
     assert (ledger.get(v.id).state, ledger.get(v.id).rows) == ("saved", 0)
 
@@ -152,7 +175,11 @@ def test_mark_dead_and_dead_letters(ledger: Ledger) -> None:
     assert {r.unit.id for r in ledger.dead()} == {u.id, v.id}
     [rec] = ledger.dead("income")
     assert (rec.unit, rec.error, rec.error_class, rec.state) == (
-        v, "bad params", "PermanentError", "dead")
+        v,
+        "bad params",
+        "PermanentError",
+        "dead",
+    )
 
 
 def test_unknown_units_are_recorded_on_first_sight(ledger: Ledger) -> None:
@@ -202,8 +229,12 @@ def test_record_flush_marks_saved_and_moves_the_catalog(ledger: Ledger, clock: F
     ledger.mark_saving(u, "s1", 2)
     ledger.mark_saving(v, "s2", 1)
     clock.now += 10
-    ledger.record_flush([u.id, v.id], {"daily": {A: "20240131", B: "20240115"}},
-                        [(A, "平安银行", "L", "19910403", None)], {"daily": 3})
+    ledger.record_flush(
+        [u.id, v.id],
+        {"daily": {A: "20240131", B: "20240115"}},
+        [(A, "平安银行", "L", "19910403", None)],
+        {"daily": 3},
+    )
     assert [state(ledger, x) for x in (u, v)] == ["saved", "saved"]
     assert ledger.get(u.id).updated == clock.now
     assert ledger.watermarks("daily") == {A: "20240131", B: "20240115"}
@@ -244,12 +275,16 @@ def test_watermarks_only_move_forward(ledger: Ledger) -> None:
 
 
 def test_symbols_are_replaced_and_filtered_by_status(ledger: Ledger) -> None:
-    ledger.record_flush([], {}, [
-        (B, "b", "L", "19991110", None),
-        (A, "a", "L", "19910403", None),
-        (C, "c", "D", "20200101", "20230105"),
-        ("000004.SZ", "d", "P", None, None),
-    ])
+    ledger.record_flush(
+        [],
+        {},
+        [
+            (B, "b", "L", "19991110", None),
+            (A, "a", "L", "19910403", None),
+            (C, "c", "D", "20200101", "20230105"),
+            ("000004.SZ", "d", "P", None, None),
+        ],
+    )
     assert ledger.symbols() == [(A, "19910403", ""), (B, "19991110", "")]  # sorted by code
     assert ledger.symbols(("D", "P")) == [("000004.SZ", "", ""), (C, "20200101", "20230105")]
     ledger.record_flush([], {}, [(A, "a", "D", "19910403", "20240301")])  # delisted since
@@ -258,10 +293,15 @@ def test_symbols_are_replaced_and_filtered_by_status(ledger: Ledger) -> None:
 
 
 def test_rebuild_catalog_replaces_everything(ledger: Ledger) -> None:
-    ledger.record_flush([], {"daily": {A: "20240131", B: "20240131"}},
-                        [(A, "a", "L", "", None)], {"daily": 10, "income": 4})
-    ledger.rebuild_catalog({"daily": {A: "20240101"}}, [(B, "b", "L", "19991110", None)],
-                           {"daily": 1})
+    ledger.record_flush(
+        [],
+        {"daily": {A: "20240131", B: "20240131"}},
+        [(A, "a", "L", "", None)],
+        {"daily": 10, "income": 4},
+    )
+    ledger.rebuild_catalog(
+        {"daily": {A: "20240101"}}, [(B, "b", "L", "19991110", None)], {"daily": 1}
+    )
     assert ledger.watermarks("daily") == {A: "20240101"}  # may move back: the truth wins
     assert ledger.symbols() == [(B, "19991110", "")]
     assert ledger.table_rows() == {"daily": 1}
@@ -319,8 +359,10 @@ def test_state_counts_and_live_units(ledger: Ledger) -> None:
     ledger.attempt_failed(r, "t", "TransientError")
     ledger.mark_saving(s, "s", 1)
     ledger.mark_dead(d, "x", "PermanentError")
-    assert ledger.state_counts() == {"daily": {"queued": 1, "retrying": 1},
-                                     "income": {"saving": 1, "dead": 1}}
+    assert ledger.state_counts() == {
+        "daily": {"queued": 1, "retrying": 1},
+        "income": {"saving": 1, "dead": 1},
+    }
     assert {x.unit.id for x in ledger.live_units()} == {q.id, r.id, s.id}
     assert [x.unit.id for x in ledger.live_units(("saving",))] == [s.id]
     assert set(LIVE) < set(STATES)

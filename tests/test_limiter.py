@@ -139,15 +139,17 @@ def demand(draw):
     return limit, margin, lookahead, workers, bursts, call, seed
 
 
-@settings(max_examples=120, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(demand())
 def test_no_sliding_window_ever_holds_more_than_the_limit(case) -> None:
     limit, margin, lookahead, workers, bursts, call, seed = case
     clock = FakeClock()
     limiter = make(limit, clock, margin=margin, lookahead=lookahead)
-    grants = simulate(limiter, clock, workers=workers, arrivals=bursts, call_time=call,
-                      seed=seed, until=T0 + 900)
+    grants = simulate(
+        limiter, clock, workers=workers, arrivals=bursts, call_time=call, seed=seed, until=T0 + 900
+    )
     assert grants, "some call must be granted"
     assert window_violation(grants, limit) is None
     # Consecutive slots are at least one spacing apart, whatever the demand.
@@ -178,8 +180,9 @@ def test_window_holds_for_one_caller_at_arbitrary_times(limit, margin, lookahead
     assert window_violation(grants, limit) is None
 
 
-@settings(max_examples=25, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(
     limit=st.one_of(st.integers(1, 20), st.integers(20, 1000)),
     lookahead=st.one_of(st.just(1.0), st.floats(0.05, 5)),
@@ -187,8 +190,9 @@ def test_window_holds_for_one_caller_at_arbitrary_times(limit, margin, lookahead
     minutes=st.floats(2, 4),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_saturated_demand_runs_at_98_percent_of_the_limit(limit, lookahead, call, minutes,
-                                                          seed) -> None:
+def test_saturated_demand_runs_at_98_percent_of_the_limit(
+    limit, lookahead, call, minutes, seed
+) -> None:
     clock = FakeClock()
     limiter = make(limit, clock, lookahead=lookahead)  # default margin 0.6 s
     assert limiter.spacing == pytest.approx(60.6 / limit)
@@ -196,8 +200,16 @@ def test_saturated_demand_runs_at_98_percent_of_the_limit(limit, lookahead, call
     workers = 2 + math.ceil(limit / 60 * (call[1] + limiter.lookahead + limiter.spacing))
     jobs = [(0.0, 10**7)]
     span = minutes * 60
-    grants = simulate(limiter, clock, workers=workers, arrivals=jobs, call_time=call, seed=seed,
-                      until=T0 + 60 + span + 1, max_events=10**6)
+    grants = simulate(
+        limiter,
+        clock,
+        workers=workers,
+        arrivals=jobs,
+        call_time=call,
+        seed=seed,
+        until=T0 + 60 + span + 1,
+        max_events=10**6,
+    )
     g = sorted(grants)
     assert g[0] == pytest.approx(T0)
     needed = 0.98 * limit * span / 60
@@ -399,6 +411,24 @@ def test_a_pause_during_sleep_past_the_horizon_raises() -> None:
         limiter.acquire()
     assert info.value.reason == "API refused a call (minute limit)"
     assert info.value.delay == pytest.approx(29.0)
+
+
+def test_acquire_never_waits_longer_than_max_wait() -> None:
+    clock = FakeClock()
+    limiter = make(60, clock, margin=0.0, lookahead=1.0)
+    limiter.acquire()
+
+    def sleep(seconds: float) -> None:
+        if limiter.paused()[0] <= clock.now:
+            limiter.pause_until(clock.now + 2.9, "API refused a call (minute limit)")
+        clock.sleep(seconds)
+
+    limiter.sleep = sleep
+    try:
+        waited = limiter.acquire(max_wait=2.0)
+    except SlotTooFar:
+        return  # refusing is what the docstring promises
+    assert waited <= 2.0
 
 
 def test_pause_until_infinity_stops_the_interface() -> None:

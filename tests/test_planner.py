@@ -39,26 +39,31 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 @pytest.fixture
 def listed(ledger: Ledger) -> Ledger:
     """A catalog with listed, delisted and paused symbols."""
-    ledger.record_flush([], {}, [
-        (B, "浦发银行", "L", "19991110", None),
-        (A, "平安银行", "L", "19910403", None),
-        (C, "某公司", "L", "20230915", None),
-        (D, "招商地产", "D", "19930607", "20151230"),
-        ("600001.SH", "邯郸钢铁", "P", "19980122", None),
-    ])
+    ledger.record_flush(
+        [],
+        {},
+        [
+            (B, "浦发银行", "L", "19991110", None),
+            (A, "平安银行", "L", "19910403", None),
+            (C, "某公司", "L", "20230915", None),
+            (D, "招商地产", "D", "19930607", "20151230"),
+            ("600001.SH", "邯郸钢铁", "P", "19980122", None),
+        ],
+    )
     return ledger
 
 
-def plan(ledger: Ledger, name: str, symbols=None, start=None, end=None, full=False,
-         priority=0):
-    request = Request(task_type(name), symbols, start and parse(start), end and parse(end), full,
-                      priority)
+def plan(ledger: Ledger, name: str, symbols=None, start=None, end=None, full=False, priority=0):
+    request = Request(
+        task_type(name), symbols, start and parse(start), end and parse(end), full, priority
+    )
     return make_plan(request, ledger, TODAY, "b1")
 
 
 def spans(units: list[Unit]) -> list[tuple[str, str, str, str]]:
-    return [(u.api, u.params["ts_code"], u.params["start_date"], u.params["end_date"])
-            for u in units]
+    return [
+        (u.api, u.params["ts_code"], u.params["start_date"], u.params["end_date"]) for u in units
+    ]
 
 
 def covered(units: list[Unit]) -> list[tuple[str, str, str, str]]:
@@ -98,14 +103,17 @@ def test_bars_start_at_listing_and_statements_before_it(listed: Ledger) -> None:
     assert spans(plan(listed, "daily", [C]).units) == [("daily", C, "20230915", "20240628")]
     # A prospectus publishes statements for periods before the listing.
     assert spans(plan(listed, "cashflow", [C]).units) == [
-        ("cashflow", C, fmt(EARLIEST), "20240628")]
+        ("cashflow", C, fmt(EARLIEST), "20240628")
+    ]
 
 
 def test_daily_resumes_the_day_after_the_last_saved_date(listed: Ledger) -> None:
     listed.record_flush([], {"daily": {A: "20240620"}, "adj_factor": {A: "20240531"}})
     assert spans(plan(listed, "daily", [A]).units) == [("daily", A, "20240621", "20240628")]
     assert spans(plan(listed, "daily_qfq", [A]).units) == [
-        ("daily", A, "20240621", "20240628"), ("adj_factor", A, "20240601", "20240628")]
+        ("daily", A, "20240621", "20240628"),
+        ("adj_factor", A, "20240601", "20240628"),
+    ]
 
 
 @pytest.mark.parametrize("api", STATEMENTS)
@@ -130,13 +138,16 @@ def test_full_ignores_watermarks(listed: Ledger) -> None:
     listed.record_flush([], {"daily": {A: "20240628"}, "income": {A: "20240430"}})
     assert spans(plan(listed, "daily", [A], full=True).units)[0][2] == "19910403"
     assert spans(plan(listed, "income", [A], full=True).units) == [
-        ("income", A, fmt(EARLIEST), "20240628")]
+        ("income", A, fmt(EARLIEST), "20240628")
+    ]
 
 
 def test_explicit_start_and_end(listed: Ledger) -> None:
     p = plan(listed, "daily", [A, B], start="20240101", end="20240131")
-    assert spans(p.units) == [("daily", A, "20240101", "20240131"),
-                              ("daily", B, "20240101", "20240131")]
+    assert spans(p.units) == [
+        ("daily", A, "20240101", "20240131"),
+        ("daily", B, "20240101", "20240131"),
+    ]
 
 
 def test_explicit_start_still_skips_what_is_saved(listed: Ledger) -> None:
@@ -160,7 +171,8 @@ def test_a_delisted_symbol_ends_at_its_delisting(listed: Ledger) -> None:
     check_tiling(pieces, "19930607", "20151230", span_days("daily"))
     assert spans(plan(listed, "income", [D]).units) == [("income", D, fmt(EARLIEST), "20151230")]
     assert spans(plan(listed, "daily", [D], start="20100101").units) == [
-        ("daily", D, "20100101", "20151230")]
+        ("daily", D, "20100101", "20151230")
+    ]
     listed.record_flush([], {"daily": {D: "20151230"}})
     p = plan(listed, "daily", [D])
     assert (p.units, p.current) == ([], 1)
@@ -171,10 +183,10 @@ def test_a_range_before_listing_or_after_delisting_is_current(listed: Ledger) ->
     assert (p.units, p.current) == ([], 1)
 
 
-def test_a_range_without_trading_days_is_current_when_the_calendar_is_known(
-        listed: Ledger) -> None:
-    listed.record_flush([], {"daily": {A: "20240628"}, "income": {A: "20240628"},
-                             "adj_factor": {B: "20240621"}})
+def test_a_range_without_trading_days_is_current_when_the_calendar_is_known(listed: Ledger) -> None:
+    listed.record_flush(
+        [], {"daily": {A: "20240628"}, "income": {A: "20240628"}, "adj_factor": {B: "20240621"}}
+    )
     asked = []
 
     def trading_days(start: str, end: str) -> list[str] | None:
@@ -185,16 +197,23 @@ def test_a_range_without_trading_days_is_current_when_the_calendar_is_known(
     p = make_plan(request, listed, TODAY, "b1", trading_days)
     # daily A: saved to the 28th, nothing to ask; daily B: 1999..0623 has trading days;
     # adj_factor A: 1991..0623 has; adj_factor B: 0622..0623 is a weekend.
-    assert covered(p.units) == [("daily", B, "19991110", "20240623"),
-                                ("adj_factor", A, "19910403", "20240623")]
+    assert covered(p.units) == [
+        ("daily", B, "19991110", "20240623"),
+        ("adj_factor", A, "19910403", "20240623"),
+    ]
     assert p.current == 2
     assert ("20240622", "20240623") in asked
     # Statements are not sized by the trading calendar: announcements come any day.
     q = make_plan(Request(task_type("income"), [A]), listed, TODAY, "b1", lambda s, e: [])
     assert spans(q.units) == [("income", A, "20240628", "20240628")]
     # A calendar that does not know the range (None) plans it anyway.
-    r = make_plan(Request(task_type("daily"), [B], start=date(2024, 6, 22), end=date(2024, 6, 23)),
-                  listed, TODAY, "b1", lambda s, e: None)
+    r = make_plan(
+        Request(task_type("daily"), [B], start=date(2024, 6, 22), end=date(2024, 6, 23)),
+        listed,
+        TODAY,
+        "b1",
+        lambda s, e: None,
+    )
     assert spans(r.units) == [("daily", B, "20240622", "20240623")]
 
 
@@ -228,8 +247,11 @@ def test_a_long_history_is_split_under_the_row_cap(ledger: Ledger) -> None:
 
 
 @settings(max_examples=300, deadline=None, database=None)
-@given(start=st.dates(date(1990, 1, 1), date(2030, 12, 31)), days=st.integers(1, 10_000),
-       data=st.data())
+@given(
+    start=st.dates(date(1990, 1, 1), date(2030, 12, 31)),
+    days=st.integers(1, 10_000),
+    data=st.data(),
+)
 def test_split_tiles_the_range_exactly(start: date, days: int, data) -> None:
     length = data.draw(st.integers(0, min(30_000, days * 60)), label="length")
     end = start + timedelta(days=length)
@@ -269,17 +291,20 @@ def test_already_queued_symbols_are_counted(listed: Ledger) -> None:
     listed.attempt_failed(retrying, "timeout", "TransientError")
     listed.mark_saving(done, None, 0)
     p = plan(listed, "daily_qfq", start="20240101", end="20240131")
-    assert spans(p.units) == [("daily", C, "20240101", "20240131"),
-                              ("adj_factor", A, "20240101", "20240131"),
-                              ("adj_factor", B, "20240101", "20240131"),
-                              ("adj_factor", C, "20240101", "20240131")]
+    assert spans(p.units) == [
+        ("daily", C, "20240101", "20240131"),
+        ("adj_factor", A, "20240101", "20240131"),
+        ("adj_factor", B, "20240101", "20240131"),
+        ("adj_factor", C, "20240101", "20240131"),
+    ]
     assert (p.queued, p.current) == (2, 0)
 
 
 def test_stock_basic_plans_one_unit_per_list_status(ledger: Ledger) -> None:
     p = plan(ledger, "stock_basic", priority=2)
     assert [(u.api, u.params, u.codes, u.priority) for u in p.units] == [
-        ("stock_basic", {"list_status": s}, (), 2) for s in ("L", "D", "P")]
+        ("stock_basic", {"list_status": s}, (), 2) for s in ("L", "D", "P")
+    ]
     assert len({u.id for u in p.units}) == 3
     assert (p.queued, p.current) == (0, 0)
 
@@ -306,24 +331,40 @@ def test_parse_symbols_normalises_and_dedupes() -> None:
 def test_parse_symbols_needs_one(text: str) -> None:
     with pytest.raises(InputError) as info:
         parse_symbols(text)
-    assert one_line(info) == (f"--symbols {text!r} names no symbol; "
-                              "expected e.g. 000001.SZ,600000.SH")
+    assert one_line(info) == (
+        f"--symbols {text!r} names no symbol; expected e.g. 000001.SZ,600000.SH"
+    )
 
 
-@pytest.mark.parametrize("bad", ["000001", "00001.SZ", "0000001.SZ", "000001.SS", "abcdef.SZ",
-                                 "000001.SZ.SH", "000001-SZ", "000001.SZ\n600000.SH"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "000001",
+        "00001.SZ",
+        "0000001.SZ",
+        "000001.SS",
+        "abcdef.SZ",
+        "000001.SZ.SH",
+        "000001-SZ",
+        "000001.SZ\n600000.SH",
+    ],
+)
 def test_parse_symbols_names_the_malformed_one(bad: str) -> None:
     with pytest.raises(InputError) as info:
         parse_symbols(f"{A},{bad}")
     message = one_line(info)
-    assert message == (f"malformed symbol {bad.strip()!r} in --symbols; expected six digits and "
-                       ".SH, .SZ or .BJ, e.g. 000001.SZ")
+    assert message == (
+        f"malformed symbol {bad.strip()!r} in --symbols; expected six digits and "
+        ".SH, .SZ or .BJ, e.g. 000001.SZ"
+    )
 
 
 def test_symbols_file(tmp_path: Path) -> None:
     path = tmp_path / "codes.txt"
-    path.write_text("# my watchlist\n\n000001.sz\r\n600000.SH  # a bank\n   \n000001.SZ\n"
-                    "830799.BJ", encoding="utf-8")
+    path.write_text(
+        "# my watchlist\n\n000001.sz\r\n600000.SH  # a bank\n   \n000001.SZ\n830799.BJ",
+        encoding="utf-8",
+    )
     assert read_symbols_file(path) == [A, B, C]
 
 
@@ -332,8 +373,10 @@ def test_symbols_file_bad_line_names_its_number(tmp_path: Path) -> None:
     path.write_text("# header\n000001.SZ\n\n60000.SH\n", encoding="utf-8")
     with pytest.raises(InputError) as info:
         read_symbols_file(path)
-    assert one_line(info) == (f"malformed symbol '60000.SH' in {path} line 4; expected six "
-                              "digits and .SH, .SZ or .BJ, e.g. 000001.SZ")
+    assert one_line(info) == (
+        f"malformed symbol '60000.SH' in {path} line 4; expected six "
+        "digits and .SH, .SZ or .BJ, e.g. 000001.SZ"
+    )
 
 
 @pytest.mark.parametrize("content", ["", "\n\n", "# nothing\n  # here\n"])
@@ -342,8 +385,7 @@ def test_symbols_file_without_symbols(tmp_path: Path, content: str) -> None:
     path.write_text(content, encoding="utf-8")
     with pytest.raises(InputError) as info:
         read_symbols_file(path)
-    assert one_line(info) == (f"symbols file {path} lists no symbols "
-                              "(one code a line, # comments)")
+    assert one_line(info) == (f"symbols file {path} lists no symbols (one code a line, # comments)")
 
 
 def test_symbols_file_missing_or_a_directory(tmp_path: Path) -> None:
@@ -363,9 +405,6 @@ def test_symbols_file_not_utf8(tmp_path: Path) -> None:
     assert one_line(info) == f"symbols file {path} is not UTF-8 text"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: planner.py read_symbols_file reads with 'utf-8', "
-                   "not 'utf-8-sig': a file saved with a byte-order mark (Excel, Notepad) fails "
-                   "on line 1 with an invisible '\\ufeff'")
 def test_symbols_file_with_a_byte_order_mark(tmp_path: Path) -> None:
     path = tmp_path / "codes.txt"
     path.write_text("000001.SZ\n600000.SH\n", encoding="utf-8-sig")

@@ -56,15 +56,22 @@ def recorder() -> Recorder:
 
 
 def make_saver(db, ledger, recorder, clock, batch_size=100, batch_timeout=30.0) -> BatchSaver:
-    return BatchSaver(db, ledger, recorder, batch_size=batch_size, batch_timeout=batch_timeout,
-                      clock=clock, retry_base=1.0, retry_max=8.0)
+    return BatchSaver(
+        db,
+        ledger,
+        recorder,
+        batch_size=batch_size,
+        batch_timeout=batch_timeout,
+        clock=clock,
+        retry_base=1.0,
+        retry_max=8.0,
+    )
 
 
 @pytest.fixture
-def saver(db, ledger, recorder, clock) -> Iterator[BatchSaver]:
-    s = make_saver(db, ledger, recorder, clock)
-    yield s
-    s._stopping = True  # a test that started the flusher has closed it; never flush at teardown
+def saver(db, ledger, recorder, clock) -> BatchSaver:
+    """A saver whose flusher thread is not started: tests call `flush()` themselves."""
+    return make_saver(db, ledger, recorder, clock)
 
 
 def daily_rows(code: str, days: list[str], close: float = 10.0) -> list[list]:
@@ -102,8 +109,9 @@ def test_nothing_buffered_is_never_due(saver: BatchSaver, clock: FakeClock) -> N
     assert saver.buffered_rows == 0
 
 
-def test_due_after_batch_timeout_counted_from_the_oldest_frame(saver: BatchSaver,
-                                                               clock: FakeClock) -> None:
+def test_due_after_batch_timeout_counted_from_the_oldest_frame(
+    saver: BatchSaver, clock: FakeClock
+) -> None:
     saver.add("daily", DAILY.fields, daily_rows(A, days(3)), "u1")
     assert saver.buffered_rows == 3
     assert saver._due_in(clock()) == 30.0
@@ -126,7 +134,8 @@ def test_due_at_once_when_a_table_reaches_batch_size(saver: BatchSaver, clock: F
 
 
 def test_the_flusher_writes_at_batch_size_without_waiting_for_the_timer(
-        db, ledger, recorder, clock) -> None:
+    db, ledger, recorder, clock
+) -> None:
     saver = make_saver(db, ledger, recorder, clock, batch_size=50, batch_timeout=3600).start()
     try:
         saver.add("daily", DAILY.fields, daily_rows(A, days(49)), "u1")
@@ -173,8 +182,7 @@ def test_one_flush_writes_every_table_and_records_it(saver, db, ledger, recorder
     u2 = saving_unit(ledger, "adj_factor", A)
     u3 = saving_unit(ledger, "stock_basic", "")
     saver.add("daily", DAILY.fields, daily_rows(A, ["20240102", "20240103"]), u1.id)
-    saver.add("adj_factor", ADJ_FACTOR.fields, [[A, "20240102", 1.0], [A, "20240103", 1.1]],
-              u2.id)
+    saver.add("adj_factor", ADJ_FACTOR.fields, [[A, "20240102", 1.0], [A, "20240103", 1.1]], u2.id)
     basics = [[A, "000001", "平安银行", None, None, None, None, "L", "19910403", None, None]]
     saver.add("stock_basic", STOCK_BASIC.fields, basics, u3.id)
     assert saver.flush() is True
@@ -195,8 +203,14 @@ def test_a_flush_is_one_transaction_across_tables(saver, db, ledger, recorder) -
     u1 = saving_unit(ledger, "daily", A)
     u2 = saving_unit(ledger, "income", A)
     saver.add("daily", DAILY.fields, daily_rows(A, ["20240102"]), u1.id)
-    report = {"ts_code": A, "ann_date": "20240320", "f_ann_date": "20240320",
-              "end_date": "20231231", "report_type": "1", "update_flag": "0"}
+    report = {
+        "ts_code": A,
+        "ann_date": "20240320",
+        "f_ann_date": "20240320",
+        "end_date": "20231231",
+        "report_type": "1",
+        "update_flag": "0",
+    }
     saver.add("income", INCOME.fields, [[report.get(f) for f in INCOME.fields]], u2.id)
     with db.writer() as conn:  # income's write will fail: daily's must not land alone
         conn.execute("DROP TABLE income")
@@ -224,7 +238,8 @@ def test_quarantined_rows_still_complete_their_unit(saver, db, ledger, recorder)
 
 
 def test_a_failed_flush_keeps_every_row_backs_off_and_writes_them_once_later(
-        tmp_path, ledger, recorder, clock) -> None:
+    tmp_path, ledger, recorder, clock
+) -> None:
     path = tmp_path / "neo.duckdb"
     path.mkdir()  # a directory where the file should be: every open fails
     db = Database(path)
@@ -252,10 +267,12 @@ def test_a_failed_flush_keeps_every_row_backs_off_and_writes_them_once_later(
     assert saver.healthy and saver.last_error == ""
     assert recorder._gauges["db_error"] == ""
     with db.reader() as conn:
-        assert conn.execute("SELECT count(*), count(DISTINCT trade_date) FROM daily").fetchone() \
-            == (5, 5)
-        assert conn.execute("SELECT close FROM daily WHERE trade_date = DATE '2024-01-01'"
-                            ).fetchone() == (99.0,)  # the newer copy won
+        assert conn.execute(
+            "SELECT count(*), count(DISTINCT trade_date) FROM daily"
+        ).fetchone() == (5, 5)
+        assert conn.execute(
+            "SELECT close FROM daily WHERE trade_date = DATE '2024-01-01'"
+        ).fetchone() == (99.0,)  # the newer copy won
     assert ledger.get(u.id).state == "saved"
     assert saver.buffered_rows == 0
     assert recorder._counts[("daily", "rows")] == 5
@@ -274,8 +291,12 @@ conn.close()
 
 @contextmanager
 def locked_by_another_process(path: Path) -> Iterator[subprocess.Popen]:
-    proc = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(path)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
         yield proc
@@ -336,7 +357,8 @@ def test_close_reports_rows_it_could_not_write(tmp_path, ledger, recorder, clock
 
 
 def test_adds_from_many_threads_while_the_flusher_runs_are_all_written_once(
-        db, ledger, recorder, clock) -> None:
+    db, ledger, recorder, clock
+) -> None:
     saver = make_saver(db, ledger, recorder, clock, batch_size=37).start()
 
     def worker(code: str) -> None:
@@ -368,7 +390,8 @@ def broken_saver(tmp_path: Path, ledger, recorder, clock, rows: int) -> BatchSav
 
 
 def test_a_full_batch_that_fails_retries_after_a_doubling_back_off(
-        tmp_path, ledger, recorder, clock) -> None:
+    tmp_path, ledger, recorder, clock
+) -> None:
     saver = broken_saver(tmp_path, ledger, recorder, clock, rows=100)
     assert saver._due_in(clock()) == 0.0
     waits = []
@@ -379,11 +402,9 @@ def test_a_full_batch_that_fails_retries_after_a_doubling_back_off(
     assert waits == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]  # retry_base 1 s, retry_max 8 s
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: saver.py _put_back sets the group's `since` to the "
-                   "failed flush's start, so a batch below batch_size is retried only after a "
-                   "whole new batch_timeout, not after the back-off")
 def test_an_overdue_batch_that_fails_retries_after_the_back_off(
-        tmp_path, ledger, recorder, clock) -> None:
+    tmp_path, ledger, recorder, clock
+) -> None:
     saver = broken_saver(tmp_path, ledger, recorder, clock, rows=5)
     clock.now += 30  # the timer fired
     assert saver._due_in(clock()) == 0.0

@@ -46,6 +46,7 @@ class BatchSaver:
         batch_size: int,
         batch_timeout: float,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] = time.sleep,
         retry_base: float = 1.0,
         retry_max: float = 60.0,
     ):
@@ -55,6 +56,7 @@ class BatchSaver:
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
         self.clock = clock
+        self.sleep = sleep
         self.retry_base, self.retry_max = retry_base, retry_max
         self._cond = threading.Condition()
         self._groups: dict[str, _Group] = defaultdict(_Group)
@@ -98,20 +100,21 @@ class BatchSaver:
             due = max(due, self._retry_at - now)
         return max(due, 0.0)
 
-    def _take(self) -> dict[str, list[Part]]:
-        taken = {api: g.parts for api, g in self._groups.items() if g.parts}
+    def _take(self) -> dict[str, _Group]:
+        taken = {api: g for api, g in self._groups.items() if g.parts}
         self._groups = defaultdict(_Group)
         self._buffered = 0
         return taken
 
-    def _put_back(self, taken: dict[str, list[Part]], since: float) -> None:
-        for api, parts in taken.items():
+    def _put_back(self, taken: dict[str, _Group]) -> None:
+        """Return a failed flush's rows ahead of newer ones, keeping when they arrived, so
+        the retry is due when the back-off ends, not a whole batch_timeout later."""
+        for api, old in taken.items():
             group = self._groups[api]
-            group.parts[:0] = parts
-            n = sum(len(p.items) for p in parts)
-            group.rows += n
-            self._buffered += n
-            group.since = since
+            group.since = min(old.since, group.since) if group.parts else old.since
+            group.parts[:0] = old.parts
+            group.rows += old.rows
+            self._buffered += old.rows
 
     def start(self) -> BatchSaver:
         self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
@@ -138,11 +141,11 @@ class BatchSaver:
             return True
         started = self.clock()
         try:
-            results = self._write(taken)
+            results = self._write({api: g.parts for api, g in taken.items()})
         except Exception as exc:  # noqa: BLE001 - any failure keeps the data and retries
             reason = str(exc) if isinstance(exc, DatabaseUnavailable) else f"{type(exc).__name__}: {exc}"
             with self._cond:
-                self._put_back(taken, started)
+                self._put_back(taken)
                 self._failures += 1
                 delay = min(self.retry_max, self.retry_base * 2 ** (self._failures - 1))
                 self._retry_at = self.clock() + delay
@@ -152,13 +155,13 @@ class BatchSaver:
                 self.recorder.incr(api, "batch_failures")
             self.recorder.gauge("db_error", reason)
             log.warning("flush of %d rows failed (%s); retrying in %.0fs",
-                        sum(len(p.items) for ps in taken.values() for p in ps), reason, delay)
+                        sum(g.rows for g in taken.values()), reason, delay)
             return False
         with self._cond:
             self._failures = 0
             self.last_error = ""
         self.recorder.gauge("db_error", "")
-        self._record(taken, results, self.clock() - started)
+        self._record({api: g.parts for api, g in taken.items()}, results, self.clock() - started)
         return True
 
     def _write(self, taken: dict[str, list[Part]]) -> dict[str, WriteResult]:
@@ -191,7 +194,7 @@ class BatchSaver:
                 break
             except Exception as exc:  # noqa: BLE001
                 log.warning("ledger update after flush failed (%s), attempt %d", exc, attempt + 1)
-                time.sleep(0.5 * (attempt + 1))
+                self.sleep(0.5 * (attempt + 1))
         rows = 0
         for api, r in results.items():
             self.recorder.incr(api, "rows", r.rows)
@@ -222,5 +225,5 @@ class BatchSaver:
                           "their units will be downloaded again at the next start",
                           self._buffered, self.last_error)
                 return False
-            time.sleep(max(0.0, min(retry_at - self.clock(), end - self.clock(), 5.0)))
+            self.sleep(max(0.0, min(retry_at - self.clock(), end - self.clock(), 5.0)))
             self.flush()

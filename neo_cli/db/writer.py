@@ -44,7 +44,7 @@ def _text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, float):
-        return None if math.isnan(value) else repr(value)
+        return None if math.isnan(value) else repr(float(value))  # np.float64 reprs oddly
     return str(value)
 
 
@@ -70,7 +70,9 @@ def _staging_frame(d: Dataset, parts: list[Part]) -> pd.DataFrame:
 def _typed(name: str, kind: str) -> str:
     q = f'"{name}"'
     if kind == DATE:
-        return f"try_strptime({q}, '%Y%m%d')::DATE"
+        # strptime alone reads '2024011' as 2024-01-01: insist on all eight digits.
+        return (f"CASE WHEN regexp_full_match(trim({q}), '\\d{{8}}') "
+                f"THEN try_strptime(trim({q}), '%Y%m%d')::DATE END")
     if kind == DOUBLE:
         return f"try_cast({q} AS DOUBLE)"
     return q

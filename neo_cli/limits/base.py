@@ -84,9 +84,10 @@ class Limiter(ABC):
         longer than `max_wait` (default: the lookahead plus one slot)."""
         limit = self.lookahead + self.spacing if max_wait is None else max_wait
         start = self.clock()
+        deadline = start + limit
         while True:
             now = self.clock()
-            slot = self._reserve(now, limit)
+            slot = self._reserve(now, max(0.0, deadline - now))
             if slot is None:
                 until, reason = self.paused()
                 delay = max(self.next_free() - now, self.spacing)
