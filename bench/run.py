@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -36,14 +36,25 @@ from neo_cli.metrics import Recorder  # noqa: E402
 from neo_cli.providers.market import Market  # noqa: E402
 from neo_cli.tasktypes import DAILY  # noqa: E402
 
-LIMITS = {"stock_basic": 60, "daily": 500, "adj_factor": 500, "income": 200,
-          "balancesheet": 200, "cashflow": 200}
+LIMITS = {
+    "stock_basic": 60,
+    "daily": 500,
+    "adj_factor": 500,
+    "income": 200,
+    "balancesheet": 200,
+    "cashflow": 200,
+}
 
 
 def neo(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "neo_cli", *args, "--config",
-                           str(home / "neo.toml")], capture_output=True, text=True,
-                          timeout=timeout, cwd=home, check=True)
+    return subprocess.run(
+        [sys.executable, "-m", "neo_cli", *args, "--config", str(home / "neo.toml")],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=home,
+        check=True,
+    )
 
 
 def rate_benchmark(seconds: float, symbols: int) -> dict:
@@ -78,11 +89,13 @@ def rate_benchmark(seconds: float, symbols: int) -> dict:
             neo(home, "stop", "--timeout", "30")
         conn = sqlite3.connect(home / "data" / "metrics.db")
         rows = conn.execute(
-            "select scope, name, sum(value) from buckets where ts >= ? and ts < ? "
-            "group by 1, 2", (int(t0 // 5 * 5) + 5, int(t1 // 5 * 5))).fetchall()
+            "select scope, name, sum(value) from buckets where ts >= ? and ts < ? group by 1, 2",
+            (int(t0 // 5 * 5) + 5, int(t1 // 5 * 5)),
+        ).fetchall()
         span = (int(t1 // 5 * 5) - (int(t0 // 5 * 5) + 5)) / 60
-        totals = dict(((s, n), v) for s, n, v in conn.execute(
-            "select scope, name, value from totals"))
+        totals = dict(
+            ((s, n), v) for s, n, v in conn.execute("select scope, name, value from totals")
+        )
         conn.close()
         window = {(s, n): v for s, n, v in rows}
         per_api = {}
@@ -96,8 +109,7 @@ def rate_benchmark(seconds: float, symbols: int) -> dict:
                 "backlog_left": last["task_types"][api]["pending"]
                 + last["task_types"][api]["scheduled"],
             }
-        peak = {k: max(s["processes"][k]["rss_mb"] or 0 for s in samples)
-                for k in ("fast", "slow")}
+        peak = {k: max(s["processes"][k]["rss_mb"] or 0 for s in samples) for k in ("fast", "slow")}
         return {"minutes": round(span, 2), "per_api": per_api, "peak_rss_mb": peak}
 
 
@@ -105,8 +117,9 @@ def saver_benchmark(symbols: int, batch_size: int) -> dict:
     market = Market(20240101, symbols, datetime(2026, 11, 20).date())
     frames = []
     for code in market.ts_codes("L")[:symbols]:
-        rows = market.rows("daily", {"ts_code": code, "start_date": "19900101",
-                                     "end_date": "20261120"})
+        rows = market.rows(
+            "daily", {"ts_code": code, "start_date": "19900101", "end_date": "20261120"}
+        )
         frames.append((code, [[r[f] for f in DAILY.fields] for r in rows]))
     total = sum(len(items) for _, items in frames)
     out = {"rows": total, "batch_size": batch_size}
@@ -115,8 +128,9 @@ def saver_benchmark(symbols: int, batch_size: int) -> dict:
         database.ensure_schema()
         ledger = Ledger(Path(tmp) / "ledger.db")
         for label in ("fresh", "rewrite"):
-            saver = BatchSaver(database, ledger, Recorder(None, "bench"),
-                               batch_size=batch_size, batch_timeout=3600)
+            saver = BatchSaver(
+                database, ledger, Recorder(None, "bench"), batch_size=batch_size, batch_timeout=3600
+            )
             start = time.perf_counter()
             for code, items in frames:
                 saver.add("daily", DAILY.fields, items, f"{label}-{code}")
@@ -142,13 +156,15 @@ def machine() -> str:
     except OSError:
         pass
     mem = psutil.virtual_memory().total / 2**30
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM; {platform.system()} "
-            f"{platform.release()}; Python {platform.python_version()}; duckdb "
-            f"{duckdb.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM; {platform.system()} "
+        f"{platform.release()}; Python {platform.python_version()}; duckdb "
+        f"{duckdb.__version__}"
+    )
 
 
 def report(rate: dict, savers: list[dict]) -> str:
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmarks",
         "",
@@ -166,8 +182,10 @@ def report(rate: dict, savers: list[dict]) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for api, v in rate["per_api"].items():
-        lines.append(f"| {api} | {v['limit']} | {v['calls_per_min']} | {v['share']:.1%} | "
-                     f"{v['rejected_total']} | {v['backlog_left']} |")
+        lines.append(
+            f"| {api} | {v['limit']} | {v['calls_per_min']} | {v['share']:.1%} | "
+            f"{v['rejected_total']} | {v['backlog_left']} |"
+        )
     lines += [
         "",
         "An interface whose backlog ran out before the end of the stretch (stock_basic has three "
@@ -187,8 +205,10 @@ def report(rate: dict, savers: list[dict]) -> str:
     ]
     for s in savers:
         ratio = s["rewrite"]["rows_per_s"] / s["fresh"]["rows_per_s"]
-        lines.append(f"| {s['batch_size']} | {s['rows']:,} | {s['fresh']['rows_per_s']:,} | "
-                     f"{s['rewrite']['rows_per_s']:,} | {ratio:.2f} | {s['rows_in_table']:,} |")
+        lines.append(
+            f"| {s['batch_size']} | {s['rows']:,} | {s['fresh']['rows_per_s']:,} | "
+            f"{s['rewrite']['rows_per_s']:,} | {ratio:.2f} | {s['rows_in_table']:,} |"
+        )
     return "\n".join(lines) + "\n"
 
 

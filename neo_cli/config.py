@@ -313,7 +313,9 @@ def register_flag(dotted: str, flag: str) -> None:
     _FLAGS[dotted] = flag
 
 
-def restore(values: Mapping[str, Mapping[str, Any]], environ: Mapping[str, str] | None = None) -> Settings:
+def restore(
+    values: Mapping[str, Mapping[str, Any]], environ: Mapping[str, str] | None = None
+) -> Settings:
     """Settings saved with `public()` (secrets masked), secrets taken back from the environment.
 
     The supervisor hands its consumers the settings it resolved this way, so a consumer it

@@ -28,12 +28,12 @@ from neo_cli import config
 from neo_cli.db.database import Database
 from neo_cli.db.saver import BatchSaver
 from neo_cli.db.writer import catalog
+from neo_cli.download import Downloader, RetryPolicy
 from neo_cli.errors import DatabaseUnavailable, NeoError
 from neo_cli.ledger import Ledger
 from neo_cli.limits.local import LocalLimiter
 from neo_cli.metrics import MetricsStore, Recorder
 from neo_cli.paths import Paths
-from neo_cli.download import Downloader, RetryPolicy
 from neo_cli.pipeline import Pipeline, SlowRuntime
 from neo_cli.providers import build_provider
 from neo_cli.tasktypes import DATASETS
@@ -101,21 +101,28 @@ def run_fast(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) 
     limits = settings.rate_limits
     lim = v["limiter"]
     limiters = {
-        api: LocalLimiter(api, limits[api], margin=lim["margin_seconds"],
-                          lookahead=lim["lookahead_seconds"])
+        api: LocalLimiter(
+            api, limits[api], margin=lim["margin_seconds"], lookahead=lim["lookahead_seconds"]
+        )
         for api in DATASETS
     }
     provider = build_provider(settings)
     ledger = Ledger(pipeline.paths.ledger)
-    retry = RetryPolicy(v["retry"]["max_attempts"], v["retry"]["base_delay"],
-                        v["retry"]["max_delay"], random.Random())
+    retry = RetryPolicy(
+        v["retry"]["max_attempts"],
+        v["retry"]["base_delay"],
+        v["retry"]["max_delay"],
+        random.Random(),
+    )
     pipeline.attach_fast(
         Downloader(provider, limiters, ledger, recorder, retry),
         Throttle(pipeline, v["fast"]["max_save_backlog"], v["fast"]["min_free_memory_mb"]),
     )
     recorder.probes["paused"] = lambda: {
-        api: reason for api, l in limiters.items()
-        for until, reason in [l.paused()] if until > time.time()
+        api: reason
+        for api, limiter in limiters.items()
+        for until, reason in [limiter.paused()]
+        if until > time.time()
     }
     try:
         return serve(pipeline.fast, v["fast"]["workers"], recorder, max_delay=0.25)
@@ -130,10 +137,16 @@ def run_slow(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) 
     ledger = Ledger(pipeline.paths.ledger)
     if not prepare(database, ledger, recorder):
         return EXIT_DATABASE
-    saver = BatchSaver(database, ledger, recorder, batch_size=v["slow"]["batch_size"],
-                       batch_timeout=v["slow"]["batch_timeout"]).start()
-    pipeline.attach_slow(SlowRuntime(saver, recorder),
-                         max_buffered_rows=max(5 * v["slow"]["batch_size"], 50_000))
+    saver = BatchSaver(
+        database,
+        ledger,
+        recorder,
+        batch_size=v["slow"]["batch_size"],
+        batch_timeout=v["slow"]["batch_timeout"],
+    ).start()
+    pipeline.attach_slow(
+        SlowRuntime(saver, recorder), max_buffered_rows=max(5 * v["slow"]["batch_size"], 50_000)
+    )
     recorder.probes["buffered_rows"] = lambda: saver.buffered_rows
     try:
         return serve(pipeline.slow, v["slow"]["workers"], recorder, max_delay=0.5)
@@ -167,8 +180,14 @@ def prepare(database: Database, ledger: Ledger, recorder: Recorder) -> bool:
 
 def serve(huey, workers: int, recorder: Recorder, max_delay: float) -> int:
     consumer = huey.create_consumer(
-        workers=workers, worker_type="thread", initial_delay=0.05, backoff=1.15,
-        max_delay=max_delay, scheduler_interval=1, periodic=False, check_worker_health=True,
+        workers=workers,
+        worker_type="thread",
+        initial_delay=0.05,
+        backoff=1.15,
+        max_delay=max_delay,
+        scheduler_interval=1,
+        periodic=False,
+        check_worker_health=True,
     )
     recorder.probes["in_flight"] = lambda: len(huey._tasks_in_flight)
     recorder.probes["heartbeat"] = time.time
@@ -201,8 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = config.restore(json.loads(args.settings.read_text()))
     except (OSError, ValueError, NeoError) as exc:
-        print(f"neo {args.queue} consumer: bad settings file {args.settings}: {exc}",
-              file=sys.stderr)
+        print(
+            f"neo {args.queue} consumer: bad settings file {args.settings}: {exc}", file=sys.stderr
+        )
         return EXIT_SETTINGS
     paths = Paths(settings.data_dir).ensure()
     setup_logging(paths, args.queue)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -44,7 +45,9 @@ def preflight(settings: Settings) -> Preflight:
 
 
 def start_background(
-    settings: Settings, stop_timeout: float, sleep: Callable[[float], object] = time.sleep,
+    settings: Settings,
+    stop_timeout: float,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> tuple[dict, list[str]]:
     """Detach a supervisor and return its state once both consumers are up."""
     ready_timeout = settings.values["supervisor"]["ready_timeout"]
@@ -55,9 +58,21 @@ def start_background(
     out = open(paths.logs / "supervisor.stderr", "ab")  # noqa: SIM115
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", SUPERVISOR_MARK, "--settings", str(handoff),
-             "--home", str(paths.root), "--stop-timeout", str(stop_timeout)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                SUPERVISOR_MARK,
+                "--settings",
+                str(handoff),
+                "--home",
+                str(paths.root),
+                "--stop-timeout",
+                str(stop_timeout),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
             env={**os.environ, "TUSHARE_TOKEN": settings.token},
         )
     finally:
@@ -73,14 +88,19 @@ def start_background(
                 failed = [c for c in consumers.values() if c["state"] == "failed"]
                 if failed:
                     _stop_quietly(proc, paths)
-                    raise StartFailed(f"{failed[0]['queue']} consumer failed: {failed[0]['reason']}")
+                    raise StartFailed(
+                        f"{failed[0]['queue']} consumer failed: {failed[0]['reason']}"
+                    )
                 if all(c["state"] == "running" for c in consumers.values()):
                     return state, pre.notes
             if code is not None:
                 tail = log_tail(paths.logs / "supervisor.stderr") or log_tail(
-                    paths.log_file("supervisor"))
-                raise StartFailed(f"supervisor exited with code {code}" +
-                                  (f": {tail.splitlines()[-1]}" if tail else ""))
+                    paths.log_file("supervisor")
+                )
+                raise StartFailed(
+                    f"supervisor exited with code {code}"
+                    + (f": {tail.splitlines()[-1]}" if tail else "")
+                )
             sleep(0.2)
         _stop_quietly(proc, paths)
         raise StartFailed(
@@ -105,16 +125,18 @@ class Stopped:
     seconds: float
 
 
-def stop(settings: Settings, timeout: float, sleep: Callable[[float], object] = time.sleep
-         ) -> Stopped:
+def stop(
+    settings: Settings, timeout: float, sleep: Callable[[float], object] = time.sleep
+) -> Stopped:
     """Ask the supervisor to stop gracefully; past `timeout` it kills what is left."""
     paths = Paths(settings.data_dir)
     info = read_pid(paths) if paths.run.exists() else None
     if not paths.run.exists() or not lock_is_held(paths) or info is None or not info.alive:
         if info is not None and info.pid is not None and not info.alive:
             paths.pid_file.unlink(missing_ok=True)
-            raise NotRunning(f"neo is not running for {paths.root} (removed a stale pid file: "
-                             f"{info.stale})")
+            raise NotRunning(
+                f"neo is not running for {paths.root} (removed a stale pid file: {info.stale})"
+            )
         raise NotRunning(f"neo is not running for {paths.root}")
     write_atomic(paths.run / "stop.json", json.dumps({"timeout": timeout}))
     t0 = time.monotonic()
@@ -127,7 +149,9 @@ def stop(settings: Settings, timeout: float, sleep: Callable[[float], object] = 
             break
         sleep(0.1)
     state = read_state(paths) or {}
-    killed = [q for q, c in state.get("consumers", {}).items() if "killed after" in c.get("reason", "")]
+    killed = [
+        q for q, c in state.get("consumers", {}).items() if "killed after" in c.get("reason", "")
+    ]
     return Stopped(info.pid, killed, time.monotonic() - t0)
 
 
@@ -135,7 +159,5 @@ def _kill_all(paths: Paths, supervisor_pid: int) -> None:
     state = read_state(paths) or {}
     pids = [c.get("pid") for c in state.get("consumers", {}).values() if c.get("pid")]
     for pid in [*pids, supervisor_pid]:
-        try:
+        with contextlib.suppress(psutil.Error):
             psutil.Process(pid).kill()
-        except psutil.Error:
-            pass

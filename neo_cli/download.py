@@ -32,8 +32,9 @@ MAX_PAGES = 100  # a unit needing more has a planning bug; stop rather than loop
 def check(api: str, reply: Reply, asked: tuple[str, ...]) -> None:
     """Raise TransientError for a reply whose shape is wrong (truncated or garbled)."""
     width = len(reply.fields)
-    if not width or any(not isinstance(row, list | tuple) or len(row) != width
-                        for row in reply.items):
+    if not width or any(
+        not isinstance(row, list | tuple) or len(row) != width for row in reply.items
+    ):
         raise TransientError("malformed reply: rows do not match the fields", api)
     missing = [f for f in dataset(api).keys if f not in reply.fields and f in asked]
     if missing:
@@ -128,8 +129,12 @@ def attempt(rt: Downloader, unit: Unit) -> Outcome:
     except AuthError as exc:
         # A bad token fails every call: stop this interface and say so loudly.
         limiter.pause_until(NEVER, f"stopped: {exc.message}")
-        log.error("%s: %s; no further calls to %s until neo is restarted with a working token",
-                  unit.describe(), exc.message, unit.api)
+        log.error(
+            "%s: %s; no further calls to %s until neo is restarted with a working token",
+            unit.describe(),
+            exc.message,
+            unit.api,
+        )
         return _dead(rt, unit, exc.message, "auth")
     except PermanentError as exc:
         return _dead(rt, unit, exc.message, "permanent")
@@ -151,8 +156,13 @@ def _rate_limited(rt: Downloader, limiter: Limiter, unit: Unit, exc: RateLimited
     else:
         pause = limiter.rejected("minute")
     rt.ledger.note(unit, exc.message, f"rate-limited ({exc.scope})")
-    log.warning("%s: rate-limited by the API (%s limit); %s paused for %.0fs",
-                unit.describe(), exc.scope, unit.api, pause)
+    log.warning(
+        "%s: rate-limited by the API (%s limit); %s paused for %.0fs",
+        unit.describe(),
+        exc.scope,
+        unit.api,
+        pause,
+    )
     return pause
 
 

@@ -44,8 +44,12 @@ def build_downloader(settings: Settings, ledger: Ledger, recorder: Recorder) -> 
         api: LocalLimiter(api, n, margin=lim["margin_seconds"], lookahead=lim["lookahead_seconds"])
         for api, n in settings.rate_limits.items()
     }
-    retry = RetryPolicy(v["retry"]["max_attempts"], v["retry"]["base_delay"],
-                        v["retry"]["max_delay"], random.Random())
+    retry = RetryPolicy(
+        v["retry"]["max_attempts"],
+        v["retry"]["base_delay"],
+        v["retry"]["max_delay"],
+        random.Random(),
+    )
     return Downloader(build_provider(settings), limiters, ledger, recorder, retry)
 
 

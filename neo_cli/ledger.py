@@ -58,7 +58,8 @@ create table if not exists units (
 );
 create index if not exists units_state on units (state, api);
 create index if not exists units_batch on units (batch);
-create index if not exists units_live on units (api, codes) where state in ('queued', 'retrying', 'saving');
+create index if not exists units_live on units (api, codes)
+    where state in ('queued', 'retrying', 'saving');
 create table if not exists batches (
     id text primary key, task_type text not null, created real not null, units integer not null
 );
@@ -164,8 +165,16 @@ class Ledger:
                 "insert into units (id, batch, api, codes, params, priority, state, created,"
                 " updated) values (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
                 [
-                    (u.id, u.batch, u.api, ",".join(u.codes), json.dumps(u.params),
-                     u.priority, now, now)
+                    (
+                        u.id,
+                        u.batch,
+                        u.api,
+                        ",".join(u.codes),
+                        json.dumps(u.params),
+                        u.priority,
+                        now,
+                        now,
+                    )
                     for u in units
                 ],
             )
@@ -179,8 +188,16 @@ class Ledger:
         conn.execute(
             "insert into units (id, batch, api, codes, params, priority, state, created,"
             " updated) values (?, ?, ?, ?, ?, ?, 'queued', ?, ?) on conflict (id) do nothing",
-            (unit.id, unit.batch, unit.api, ",".join(unit.codes), json.dumps(unit.params),
-             unit.priority, now, now),
+            (
+                unit.id,
+                unit.batch,
+                unit.api,
+                ",".join(unit.codes),
+                json.dumps(unit.params),
+                unit.priority,
+                now,
+                now,
+            ),
         )
 
     def attempt_failed(self, unit: Unit, error: str, error_class: str) -> int:
@@ -361,8 +378,9 @@ class Ledger:
         if not head:
             return None
         counts = dict(
-            self._rows("select state, count(*) from units where batch = ? group by state",
-                       (batch_id,))
+            self._rows(
+                "select state, count(*) from units where batch = ? group by state", (batch_id,)
+            )
         )
         return head[0][0], head[0][1], counts
 
@@ -383,11 +401,37 @@ class Ledger:
         )
         return [
             UnitRecord(
-                unit=Unit(api=api, params=json.loads(params_), codes=tuple(c for c in codes.split(",") if c),
-                          batch=batch, priority=prio, id=uid),
-                state=state, attempts=attempts, rows=rows_, save_id=save_id, error=error,
-                error_class=error_class, created=created, updated=updated,
+                unit=Unit(
+                    api=api,
+                    params=json.loads(params_),
+                    codes=tuple(c for c in codes.split(",") if c),
+                    batch=batch,
+                    priority=prio,
+                    id=uid,
+                ),
+                state=state,
+                attempts=attempts,
+                rows=rows_,
+                save_id=save_id,
+                error=error,
+                error_class=error_class,
+                created=created,
+                updated=updated,
             )
-            for (uid, batch, api, codes, params_, prio, state, attempts, rows_, save_id, error,
-                 error_class, created, updated) in rows
+            for (
+                uid,
+                batch,
+                api,
+                codes,
+                params_,
+                prio,
+                state,
+                attempts,
+                rows_,
+                save_id,
+                error,
+                error_class,
+                created,
+                updated,
+            ) in rows
         ]

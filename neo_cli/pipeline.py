@@ -37,10 +37,20 @@ class Pipeline:
         self.settings = settings
         self.paths = Paths(settings.data_dir).ensure()
         q = settings.values["queue"]
-        self.fast = make_huey("fast", storage=q["storage"], path=self.paths.queue_file("fast"),
-                              kinds=list(DATASETS), fsync=q["fsync"])
-        self.slow = make_huey("slow", storage=q["storage"], path=self.paths.queue_file("slow"),
-                              kinds=list(DATASETS), fsync=q["fsync"])
+        self.fast = make_huey(
+            "fast",
+            storage=q["storage"],
+            path=self.paths.queue_file("fast"),
+            kinds=list(DATASETS),
+            fsync=q["fsync"],
+        )
+        self.slow = make_huey(
+            "slow",
+            storage=q["storage"],
+            path=self.paths.queue_file("slow"),
+            kinds=list(DATASETS),
+            fsync=q["fsync"],
+        )
         self.download = self.fast.task(name="download")(self._download)
         self.save = self.slow.task(name="save")(self._save)
         self.fast_rt: Downloader | None = None

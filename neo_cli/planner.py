@@ -111,8 +111,13 @@ def split(start: str, end: str, days: int) -> Iterable[tuple[str, str]]:
         lo = top + timedelta(days=1)
 
 
-def make_plan(request: Request, ledger: Ledger, today: date, batch: str,
-              trading_days: TradingDays | None = None) -> Plan:
+def make_plan(
+    request: Request,
+    ledger: Ledger,
+    today: date,
+    batch: str,
+    trading_days: TradingDays | None = None,
+) -> Plan:
     """The units for `request`. `trading_days(start, end)` (when the provider knows the
     calendar) lets a range with no trading day in it count as up to date."""
     if request.start and request.end and request.end < request.start:
@@ -158,12 +163,19 @@ def make_plan(request: Request, ledger: Ledger, today: date, batch: str,
             if last and not request.full:
                 resume = last if api in STATEMENTS else plus(last, 1)
                 start = max(start, resume)
-            if start > end or (api not in STATEMENTS and not _any_trading(trading_days, start, end)):
+            if start > end or (
+                api not in STATEMENTS and not _any_trading(trading_days, start, end)
+            ):
                 plan.current += 1
                 continue
             for lo, hi in split(start, end, span_days(api)):
                 plan.units.append(
-                    Unit(api, {"ts_code": code, "start_date": lo, "end_date": hi}, (code,),
-                         batch, request.priority)
+                    Unit(
+                        api,
+                        {"ts_code": code, "start_date": lo, "end_date": hi},
+                        (code,),
+                        batch,
+                        request.priority,
+                    )
                 )
     return plan

@@ -46,15 +46,18 @@ class ProcessSampler:
                 continue
             try:
                 with proc.oneshot():
-                    out[pid] = {"cpu_percent": round(proc.cpu_percent(None), 1),
-                                "rss_mb": round(proc.memory_info().rss / 2**20, 1)}
+                    out[pid] = {
+                        "cpu_percent": round(proc.cpu_percent(None), 1),
+                        "rss_mb": round(proc.memory_info().rss / 2**20, 1),
+                    }
             except psutil.Error:
                 self._procs.pop(pid, None)
         return out
 
 
-def collect(settings: Settings, sampler: ProcessSampler | None = None,
-            pipeline: Pipeline | None = None) -> dict[str, Any]:
+def collect(
+    settings: Settings, sampler: ProcessSampler | None = None, pipeline: Pipeline | None = None
+) -> dict[str, Any]:
     paths = Paths(settings.data_dir)
     now = time.time()
     running = paths.run.exists() and lock_is_held(paths)
@@ -136,22 +139,46 @@ def collect(settings: Settings, sampler: ProcessSampler | None = None,
     processes = {}
     if state:
         sup = state.get("supervisor", {})
-        entries = {"supervisor": {"state": sup.get("state", "unknown"), "pid": sup.get("pid"),
-                                  "started": sup.get("started"), "restarts": 0, "reason": ""}}
+        entries = {
+            "supervisor": {
+                "state": sup.get("state", "unknown"),
+                "pid": sup.get("pid"),
+                "started": sup.get("started"),
+                "restarts": 0,
+                "reason": "",
+            }
+        }
         for q, c in state.get("consumers", {}).items():
-            entries[q] = {"state": c["state"], "pid": c.get("pid"), "started": c.get("started"),
-                          "restarts": c.get("restarts", 0), "reason": c.get("reason", ""),
-                          "last_exit": c.get("last_exit")}
+            entries[q] = {
+                "state": c["state"],
+                "pid": c.get("pid"),
+                "started": c.get("started"),
+                "restarts": c.get("restarts", 0),
+                "reason": c.get("reason", ""),
+                "last_exit": c.get("last_exit"),
+            }
         sampler = sampler or ProcessSampler()
         usage = sampler.sample([e["pid"] for e in entries.values() if e.get("pid")])
         for e in entries.values():
-            e["uptime"] = round(now - e["started"], 1) if e.get("started") and e.get("pid") else None
+            e["uptime"] = (
+                round(now - e["started"], 1) if e.get("started") and e.get("pid") else None
+            )
             e.update(usage.get(e.get("pid"), {"cpu_percent": None, "rss_mb": None}))
         processes = entries
     else:
-        processes = {q: {"state": "stopped", "pid": None, "started": None, "restarts": 0,
-                         "reason": "", "uptime": None, "cpu_percent": None, "rss_mb": None}
-                     for q in ("supervisor", "fast", "slow")}
+        processes = {
+            q: {
+                "state": "stopped",
+                "pid": None,
+                "started": None,
+                "restarts": 0,
+                "reason": "",
+                "uptime": None,
+                "cpu_percent": None,
+                "rss_mb": None,
+            }
+            for q in ("supervisor", "fast", "slow")
+        }
 
     healthy = running and all(
         p["state"] == "running" for name, p in processes.items() if name != "supervisor"

@@ -18,6 +18,7 @@ history through this same loop.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import logging.handlers
@@ -57,8 +58,13 @@ class RestartPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> RestartPolicy:
         v = settings.values["supervisor"]
-        return cls(v["restart_base_delay"], v["restart_max_delay"], v["min_uptime"],
-                   v["stable_after"], v["max_quick_failures"])
+        return cls(
+            v["restart_base_delay"],
+            v["restart_max_delay"],
+            v["min_uptime"],
+            v["stable_after"],
+            v["max_quick_failures"],
+        )
 
     def delay(self, failures: int, rng: random.Random) -> float:
         """Exponential in the failures so far, jittered by ±50% so restarts don't march."""
@@ -140,9 +146,19 @@ class Supervisor:
         out = open(self.paths.logs / f"{queue}.stderr", "ab")  # noqa: SIM115 - child owns it
         try:
             return subprocess.Popen(
-                [sys.executable, "-m", "neo_cli.consumer", queue,
-                 "--settings", str(self.paths.settings_file), "--parent", str(os.getpid())],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                [
+                    sys.executable,
+                    "-m",
+                    "neo_cli.consumer",
+                    queue,
+                    "--settings",
+                    str(self.paths.settings_file),
+                    "--parent",
+                    str(os.getpid()),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
                 start_new_session=True,  # no terminal signals; we signal it ourselves
                 env={**os.environ, "TUSHARE_TOKEN": self.settings.token},
             )
@@ -151,8 +167,9 @@ class Supervisor:
 
     def _start(self, c: Consumer) -> None:
         if self._pipeline is not None and self._ledger is not None:
-            found = recover(self._pipeline, self._ledger, fast=c.queue == "fast",
-                            slow=c.queue == "slow")
+            found = recover(
+                self._pipeline, self._ledger, fast=c.queue == "fast", slow=c.queue == "slow"
+            )
             if found.downloads or found.saves:
                 log.warning("%s consumer: %s", c.queue, found)
         c._proc = self.spawn(c.queue)
@@ -209,10 +226,13 @@ class Supervisor:
                     c.reason = ""
                     changed = True
                     log.info("%s consumer ready", c.queue)
-                elif c.state == "running" and self.clock() - c._spawned >= self.policy.stable_after:
-                    if c.quick_failures:
-                        c.quick_failures = 0
-                        changed = True
+                elif (
+                    c.state == "running"
+                    and c.quick_failures
+                    and self.clock() - c._spawned >= self.policy.stable_after
+                ):
+                    c.quick_failures = 0  # it stayed up: the back-off starts over
+                    changed = True
             elif c.state == "backoff" and c.restart_at is not None and self.clock() >= c.restart_at:
                 c.restarts += 1
                 self._start(c)
@@ -232,9 +252,11 @@ class Supervisor:
         if c.quick_failures >= self.policy.max_quick_failures:
             c.state = "failed"
             tail = log_tail(self.paths.logs / f"{c.queue}.stderr") or log_tail(Path(c.log))
-            c.reason = (f"{what}, {c.quick_failures} times in a row within "
-                        f"{self.policy.min_uptime:.0f}s of starting; not restarting."
-                        + (f" Last output:\n{tail}" if tail else ""))
+            c.reason = (
+                f"{what}, {c.quick_failures} times in a row within "
+                f"{self.policy.min_uptime:.0f}s of starting; not restarting."
+                + (f" Last output:\n{tail}" if tail else "")
+            )
             log.error("%s consumer failed: %s", c.queue, c.reason)
             return
         delay = self.policy.delay(max(1, c.quick_failures), self.rng)
@@ -262,10 +284,8 @@ class Supervisor:
                 c.state = "stopped" if c.state != "failed" else "failed"
         for c in live:
             c.state = "stopping"
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 c._proc.send_signal(signal.SIGINT)
-            except ProcessLookupError:
-                pass
         self._save()
         deadline = self.clock() + timeout
         while live and self.clock() < deadline:
@@ -273,8 +293,12 @@ class Supervisor:
             if live:
                 self.sleep(min(self.tick, 0.1))
         for c in live:
-            log.warning("%s consumer (pid %s) still running after %.0fs: killing it",
-                        c.queue, c.pid, timeout)
+            log.warning(
+                "%s consumer (pid %s) still running after %.0fs: killing it",
+                c.queue,
+                c.pid,
+                timeout,
+            )
             c._proc.kill()
             c._proc.poll()
             c.reason = f"killed after the {timeout:.0f}s stop timeout"
@@ -289,12 +313,19 @@ class Supervisor:
         self._save()
 
     def _save(self) -> None:
-        write_state(self.paths, {
-            "supervisor": {"pid": os.getpid(), "state": self.state, "started": self.started,
-                           "log": str(self.paths.log_file("supervisor"))},
-            "consumers": {q: c.public() for q, c in self.consumers.items()},
-            "updated": self.wall(),
-        })
+        write_state(
+            self.paths,
+            {
+                "supervisor": {
+                    "pid": os.getpid(),
+                    "state": self.state,
+                    "started": self.started,
+                    "log": str(self.paths.log_file("supervisor")),
+                },
+                "consumers": {q: c.public() for q, c in self.consumers.items()},
+                "updated": self.wall(),
+            },
+        )
 
 
 def setup_logging(paths: Paths) -> None:

@@ -48,7 +48,9 @@ def _cols(spec: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-_STATEMENT_HEAD = "ts_code:V ann_date:D f_ann_date:D end_date:D report_type:V comp_type:V end_type:V"
+_STATEMENT_HEAD = (
+    "ts_code:V ann_date:D f_ann_date:D end_date:D report_type:V comp_type:V end_type:V"
+)
 # A statement is published, then may be revised: each version is its own row.
 _STATEMENT_KEYS = ("ts_code", "end_date", "report_type", "ann_date", "f_ann_date", "update_flag")
 
@@ -65,9 +67,7 @@ STOCK_BASIC = Dataset(
 )
 DAILY = Dataset(
     api="daily",
-    columns=_cols(
-        "ts_code:V trade_date:D open high low close pre_close change pct_chg vol amount"
-    ),
+    columns=_cols("ts_code:V trade_date:D open high low close pre_close change pct_chg vol amount"),
     keys=("ts_code", "trade_date"),
     date_field="trade_date",
     row_cap=6000,

@@ -6,6 +6,7 @@ with fakes only for time and randomness.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -47,8 +48,12 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
 def base_sections(data_dir: Path, **extra: dict[str, Any]) -> dict[str, dict[str, Any]]:
     sections: dict[str, dict[str, Any]] = {
         "paths": {"data_dir": str(data_dir)},
-        "provider.simulated": {"symbols": 40, "end_date": END_DATE, "latency_ms": 2.0,
-                               "jitter_ms": 1.0},
+        "provider.simulated": {
+            "symbols": 40,
+            "end_date": END_DATE,
+            "latency_ms": 2.0,
+            "jitter_ms": 1.0,
+        },
         "slow": {"batch_timeout": 0.5},
     }
     for section, keys in extra.items():
@@ -77,20 +82,33 @@ class Home:
     def cli(self, *args: str, input: str | None = None):
         """In-process: exact output and exit codes."""
         runner = CliRunner()
-        return runner.invoke(app, [*args, "--config", str(self.config)] if args and args[0] not in ("--help",) else list(args),
-                             input=input, env={"NEO_CONFIG": "", "NEO_HOME": "", **self.env})
+        return runner.invoke(
+            app,
+            [*args, "--config", str(self.config)]
+            if args and args[0] not in ("--help",)
+            else list(args),
+            input=input,
+            env={"NEO_CONFIG": "", "NEO_HOME": "", **self.env},
+        )
 
-    def run(self, *args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, timeout: float = 120, check: bool = False
+    ) -> subprocess.CompletedProcess:
         """As a real subprocess, the way a user runs it."""
         env = {k: v for k, v in os.environ.items() if k not in ("NEO_HOME", "NEO_CONFIG")}
         env.update(self.env)
         proc = subprocess.run(
             [sys.executable, "-m", "neo_cli", *args, "--config", str(self.config)],
-            capture_output=True, text=True, timeout=timeout, env=env, cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=self.root,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(f"neo {' '.join(args)} exited {proc.returncode}:\n"
-                                 f"{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"neo {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def wait_idle(self, timeout: float = 300) -> dict:
@@ -102,7 +120,8 @@ class Home:
             data = json.loads(self.run("status", "--json").stdout)
             queues = data["queues"].values()
             if data["units_in_progress"] == 0 and all(
-                    q["pending"] + q["scheduled"] + q["in_flight"] == 0 for q in queues):
+                q["pending"] + q["scheduled"] + q["in_flight"] == 0 for q in queues
+            ):
                 return data
             if time.monotonic() > deadline:
                 raise AssertionError(f"not idle after {timeout}s: {data}")
@@ -117,10 +136,8 @@ def kill_tree_for(data_dir: Path) -> None:
         except psutil.Error:
             continue
         if "neo_cli" in cmd and str(data_dir) in cmd:
-            try:
+            with contextlib.suppress(psutil.Error):
                 proc.kill()
-            except psutil.Error:
-                pass
 
 
 @pytest.fixture

@@ -10,19 +10,24 @@ from datetime import date
 
 import duckdb
 import pytest
+from conftest import END_DATE
 
 from neo_cli.ledger import Ledger
 from neo_cli.metrics import MetricsStore
 from neo_cli.providers.market import Market
 from neo_cli.tasktypes import DATASETS
 
-from conftest import END_DATE
-
 pytestmark = pytest.mark.slow
 
 SYMBOLS = 330  # about 300 listed
-LIMITS = {"stock_basic": 120, "daily": 2400, "adj_factor": 2400, "income": 900,
-          "balancesheet": 900, "cashflow": 900}
+LIMITS = {
+    "stock_basic": 120,
+    "daily": 2400,
+    "adj_factor": 2400,
+    "income": 900,
+    "balancesheet": 900,
+    "cashflow": 900,
+}
 
 
 def expected_counts(market: Market, api: str, codes: list[str]) -> dict[str, int]:
@@ -75,16 +80,19 @@ def test_two_queues_save_every_row_once_at_the_limit(home):
             assert {c: n for c, n in want.items() if n} == got, api
         # Values, not just counts: one symbol's bars compared field by field.
         code = listed[0]
-        bars = market.rows("daily", {"ts_code": code, "start_date": "19900101",
-                                     "end_date": END_DATE})
+        bars = market.rows(
+            "daily", {"ts_code": code, "start_date": "19900101", "end_date": END_DATE}
+        )
         saved = conn.execute(
             "SELECT strftime(trade_date, '%Y%m%d'), close, vol FROM daily WHERE ts_code = ? ",
-            [code]).fetchall()
+            [code],
+        ).fetchall()
         assert sorted(saved) == sorted((b["trade_date"], b["close"], b["vol"]) for b in bars)
         assert conn.execute("SELECT count(*) FROM stock_basic").fetchone()[0] == len(
-            market.rows("stock_basic", {"list_status": "L"})) + len(
-            market.rows("stock_basic", {"list_status": "D"})) + len(
-            market.rows("stock_basic", {"list_status": "P"}))
+            market.rows("stock_basic", {"list_status": "L"})
+        ) + len(market.rows("stock_basic", {"list_status": "D"})) + len(
+            market.rows("stock_basic", {"list_status": "P"})
+        )
         assert conn.execute("SELECT count(*) FROM _quarantine").fetchone()[0] == 0
         qfq = conn.execute("SELECT count(*) FROM daily_qfq").fetchone()[0]
         assert qfq == conn.execute("SELECT count(*) FROM daily").fetchone()[0]

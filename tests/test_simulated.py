@@ -78,9 +78,7 @@ def test_fields_pick_columns_in_the_asked_order() -> None:
         "trade_date",
         "ts_code",
     )
-    assert provider.call("adj_factor", params, ["trade_date", "nonsense"]).fields == (
-        "trade_date",
-    )
+    assert provider.call("adj_factor", params, ["trade_date", "nonsense"]).fields == ("trade_date",)
     assert provider.call("adj_factor", params, ()).fields == ADJ_FACTOR.fields
 
 

@@ -15,8 +15,13 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-FAST_RESTARTS = {"restart_base_delay": 0.2, "restart_max_delay": 1.0, "min_uptime": 3.0,
-                 "stable_after": 5.0, "max_quick_failures": 3}
+FAST_RESTARTS = {
+    "restart_base_delay": 0.2,
+    "restart_max_delay": 1.0,
+    "min_uptime": 3.0,
+    "stable_after": 5.0,
+    "max_quick_failures": 3,
+}
 
 
 def status(home) -> tuple[int, dict]:
@@ -58,8 +63,10 @@ def test_start_status_stop(home):
     assert stopped.returncode == 0, stopped.stderr
     assert "neo stopped" in stopped.stdout
     for q in ("fast", "slow"):
-        assert not psutil.pid_exists(procs[q]["pid"]) or \
-            psutil.Process(procs[q]["pid"]).status() == psutil.STATUS_ZOMBIE
+        assert (
+            not psutil.pid_exists(procs[q]["pid"])
+            or psutil.Process(procs[q]["pid"]).status() == psutil.STATUS_ZOMBIE
+        )
 
     code, data = status(home)
     assert code == 3 and not data["running"]

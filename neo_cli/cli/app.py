@@ -52,8 +52,10 @@ class NeoGroup(TyperGroup):
         except Exception as exc:  # noqa: BLE001 - a bug still gets one line, not a traceback
             if os.environ.get("NEO_DEBUG"):
                 raise
-            fail(f"unexpected {type(exc).__name__}: {exc} (NEO_DEBUG=1 shows the traceback)",
-                 EXIT_FAILURE)
+            fail(
+                f"unexpected {type(exc).__name__}: {exc} (NEO_DEBUG=1 shows the traceback)",
+                EXIT_FAILURE,
+            )
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -69,8 +71,12 @@ app = typer.Typer(
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config file (default: $NEO_CONFIG, else ./configs/neo.toml).",
-                 show_default=False),
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (default: $NEO_CONFIG, else ./configs/neo.toml).",
+        show_default=False,
+    ),
 ]
 
 

@@ -18,29 +18,58 @@ from neo_cli.tasktypes import task_type as resolve_task_type
 
 @app.command()
 def enqueue(
-    task_type: Annotated[str, typer.Option(
-        "--task-type", "-t", help="stock_basic, daily, adj_factor, daily_qfq, income, "
-        "balancesheet or cashflow (aliases: stock_daily, daily_bar_none, daily_bar_qfq).",
-        show_default=False)],
-    symbols: Annotated[str | None, typer.Option(
-        "--symbols", help="Comma-separated codes, e.g. 000001.SZ,600000.SH.",
-        show_default=False)] = None,
-    symbols_file: Annotated[Path | None, typer.Option(
-        "--symbols-file", help="One code a line; # starts a comment.", show_default=False)] = None,
-    start_date: Annotated[str | None, typer.Option(
-        "--start-date", help="YYYYMMDD (default: after the last saved date, else listing).",
-        show_default=False)] = None,
-    end_date: Annotated[str | None, typer.Option(
-        "--end-date", help="YYYYMMDD (default: today, China time).", show_default=False)] = None,
-    full: Annotated[bool, typer.Option(
-        "--full", help="Fetch the whole range again, ignoring what is saved.")] = False,
-    priority: Annotated[int, typer.Option(
-        "--priority", help="Higher runs first.", min=-1000, max=1000)] = 0,
-    inline: Annotated[bool, typer.Option(
-        "--inline", help="Download and save here, without consumers (for debugging).")] = False,
-    wait: Annotated[bool, typer.Option(
-        "--wait", help="When the queue is full ([queue] max_pending), wait instead of refusing."
-    )] = False,
+    task_type: Annotated[
+        str,
+        typer.Option(
+            "--task-type",
+            "-t",
+            help="stock_basic, daily, adj_factor, daily_qfq, income, "
+            "balancesheet or cashflow (aliases: stock_daily, daily_bar_none, daily_bar_qfq).",
+            show_default=False,
+        ),
+    ],
+    symbols: Annotated[
+        str | None,
+        typer.Option(
+            "--symbols", help="Comma-separated codes, e.g. 000001.SZ,600000.SH.", show_default=False
+        ),
+    ] = None,
+    symbols_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--symbols-file", help="One code a line; # starts a comment.", show_default=False
+        ),
+    ] = None,
+    start_date: Annotated[
+        str | None,
+        typer.Option(
+            "--start-date",
+            help="YYYYMMDD (default: after the last saved date, else listing).",
+            show_default=False,
+        ),
+    ] = None,
+    end_date: Annotated[
+        str | None,
+        typer.Option(
+            "--end-date", help="YYYYMMDD (default: today, China time).", show_default=False
+        ),
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Fetch the whole range again, ignoring what is saved.")
+    ] = False,
+    priority: Annotated[
+        int, typer.Option("--priority", help="Higher runs first.", min=-1000, max=1000)
+    ] = 0,
+    inline: Annotated[
+        bool,
+        typer.Option("--inline", help="Download and save here, without consumers (for debugging)."),
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="When the queue is full ([queue] max_pending), wait instead of refusing."
+        ),
+    ] = False,
     config_file: ConfigOption = None,
 ) -> None:
     """Queue downloads: incremental by default, so only what is not saved yet.
@@ -50,8 +79,13 @@ def enqueue(
     kind = resolve_task_type(task_type)
     if symbols is not None and symbols_file is not None:
         raise InputError("give --symbols or --symbols-file, not both")
-    codes = (parse_symbols(symbols) if symbols is not None
-             else read_symbols_file(symbols_file) if symbols_file is not None else None)
+    codes = (
+        parse_symbols(symbols)
+        if symbols is not None
+        else read_symbols_file(symbols_file)
+        if symbols_file is not None
+        else None
+    )
     if kind.name == "stock_basic" and codes is not None:
         raise InputError("stock_basic takes no symbols: it lists the whole market")
     request = Request(
@@ -64,13 +98,16 @@ def enqueue(
     )
     settings = settings_for(config_file)
     if inline:
+
         def progress(unit, what):
             out.print(f"  {unit.describe()}: {what}")
 
         result = run_inline(settings, request, progress)
-        out.print(f"inline {kind.name}: {result.saved} task(s) saved, {result.rows} rows, "
-                  f"{result.dead} dead-lettered; skipped {result.plan.queued} already queued, "
-                  f"{result.plan.current} up to date (batch {result.batch})")
+        out.print(
+            f"inline {kind.name}: {result.saved} task(s) saved, {result.rows} rows, "
+            f"{result.dead} dead-lettered; skipped {result.plan.queued} already queued, "
+            f"{result.plan.current} up to date (batch {result.batch})"
+        )
         if result.dead:
             raise typer.Exit(1)
         return
@@ -80,7 +117,9 @@ def enqueue(
 
     done = enqueue_units(settings, request, wait=wait, on_wait=waiting)
     plan = done.plan
-    out.print(f"enqueued {len(done.ids)} {kind.name} task(s) as batch {done.batch}; "
-              f"skipped {plan.queued} already queued, {plan.current} up to date")
+    out.print(
+        f"enqueued {len(done.ids)} {kind.name} task(s) as batch {done.batch}; "
+        f"skipped {plan.queued} already queued, {plan.current} up to date"
+    )
     if done.ids:
         out.print(f"follow it with: neo task {done.batch}")

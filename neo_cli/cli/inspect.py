@@ -30,8 +30,12 @@ def _when(ts: float) -> str:
 
 @app.command()
 def task(
-    task_id: Annotated[str, typer.Argument(help="A task id (or its first characters) or a "
-                                           "batch id printed by `neo enqueue`.")],
+    task_id: Annotated[
+        str,
+        typer.Argument(
+            help="A task id (or its first characters) or a batch id printed by `neo enqueue`."
+        ),
+    ],
     config_file: ConfigOption = None,
 ) -> None:
     """Show one task's state, or a batch's counts.
@@ -66,8 +70,10 @@ def task(
         if r.rows is not None:
             out.print(f"  rows      {r.rows}")
         if r.error:
-            out.print(f"  {'reason' if r.state == 'dead' else 'last error'}    "
-                      f"{r.error} ({r.error_class})")
+            out.print(
+                f"  {'reason' if r.state == 'dead' else 'last error'}    "
+                f"{r.error} ({r.error_class})"
+            )
         out.print(f"  enqueued  {_when(r.created)}; updated {_when(r.updated)}")
     finally:
         ledger.close()
@@ -76,8 +82,9 @@ def task(
 @app.command()
 def logs(
     process: Annotated[str, typer.Argument(help="fast, slow or supervisor.")] = "supervisor",
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
-                      ] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
     lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="Lines to show.")] = 40,
     config_file: ConfigOption = None,
 ) -> None:

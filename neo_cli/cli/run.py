@@ -12,30 +12,43 @@ from neo_cli.cli.app import ConfigOption, app, out, settings_for
 
 @app.command()
 def start(
-    fast_workers: Annotated[int | None, typer.Option(
-        "--fast-workers", help="Download threads (default: [fast] workers = 50).",
-        show_default=False)] = None,
-    slow_workers: Annotated[int | None, typer.Option(
-        "--slow-workers", help="Save threads (default: [slow] workers = 4).",
-        show_default=False)] = None,
-    foreground: Annotated[bool, typer.Option(
-        "--foreground", help="Stay attached; Ctrl-C stops gracefully.")] = False,
-    stop_timeout: Annotated[float, typer.Option(
-        "--stop-timeout", min=0, help="Seconds a stop waits before killing.")] = 30.0,
+    fast_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--fast-workers",
+            help="Download threads (default: [fast] workers = 50).",
+            show_default=False,
+        ),
+    ] = None,
+    slow_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--slow-workers", help="Save threads (default: [slow] workers = 4).", show_default=False
+        ),
+    ] = None,
+    foreground: Annotated[
+        bool, typer.Option("--foreground", help="Stay attached; Ctrl-C stops gracefully.")
+    ] = False,
+    stop_timeout: Annotated[
+        float, typer.Option("--stop-timeout", min=0, help="Seconds a stop waits before killing.")
+    ] = 30.0,
     config_file: ConfigOption = None,
 ) -> None:
     """Start the fast and slow consumers under a supervisor.
 
     Example: neo start --fast-workers 50 --slow-workers 4
     """
-    settings = settings_for(config_file, {"fast.workers": fast_workers,
-                                          "slow.workers": slow_workers})
+    settings = settings_for(
+        config_file, {"fast.workers": fast_workers, "slow.workers": slow_workers}
+    )
     if foreground:
         pre = control.preflight(settings)
         for note in pre.notes:
             out.print(f"[yellow]{note}[/]")
-        out.print(f"neo running in the foreground for {pre.paths.root}; Ctrl-C stops it. "
-                  f"Logs: {pre.paths.logs}")
+        out.print(
+            f"neo running in the foreground for {pre.paths.root}; Ctrl-C stops it. "
+            f"Logs: {pre.paths.logs}"
+        )
         raise typer.Exit(supervisor.serve(settings, stop_timeout, foreground=True))
     state, notes = control.start_background(settings, stop_timeout)
     for note in notes:
@@ -49,8 +62,12 @@ def start(
 
 @app.command()
 def stop(
-    timeout: Annotated[float, typer.Option(
-        "--timeout", min=0, help="Seconds to let in-flight work finish before killing.")] = 30.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", min=0, help="Seconds to let in-flight work finish before killing."
+        ),
+    ] = 30.0,
     config_file: ConfigOption = None,
 ) -> None:
     """Stop gracefully: running tasks finish, buffered rows are saved, queued tasks stay queued.
@@ -59,6 +76,8 @@ def stop(
     """
     result = control.stop(settings_for(config_file), timeout)
     if result.killed:
-        out.print(f"[yellow]killed after {timeout:.0f}s: {', '.join(result.killed)} "
-                  "(their unfinished work is re-enqueued at the next start)[/]")
+        out.print(
+            f"[yellow]killed after {timeout:.0f}s: {', '.join(result.killed)} "
+            "(their unfinished work is re-enqueued at the next start)[/]"
+        )
     out.print(f"neo stopped (supervisor pid {result.pid}) in {result.seconds:.1f}s")

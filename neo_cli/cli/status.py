@@ -39,13 +39,25 @@ def _num(n: int | float | None) -> str:
     return "-" if n is None else f"{n:,}"
 
 
-STATE_STYLE = {"running": "green", "starting": "yellow", "backoff": "yellow", "stopping": "yellow",
-               "failed": "bold red", "stopped": "dim"}
+STATE_STYLE = {
+    "running": "green",
+    "starting": "yellow",
+    "backoff": "yellow",
+    "stopping": "yellow",
+    "failed": "bold red",
+    "stopped": "dim",
+}
 
 
 def _table(title: str, first: str, *numeric: str) -> Table:
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False,
-                  title_style="bold", header_style="bold underline")
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+        title_style="bold",
+        header_style="bold underline",
+    )
     table.add_column(first, no_wrap=True)
     for col in numeric:
         table.add_column(col, justify="right", no_wrap=True)
@@ -65,27 +77,52 @@ def render(data: dict[str, Any]) -> Group:
     notes: list[str] = []
     q = _table("Queues", "queue", "pending", "scheduled", "in flight", "done/min", "failed/min")
     for name, v in data["queues"].items():
-        q.add_row(name, _num(v["pending"]), _num(v["scheduled"]), _num(v["in_flight"]),
-                  _num(v["done_per_min"]), _num(v["failed_per_min"]))
+        q.add_row(
+            name,
+            _num(v["pending"]),
+            _num(v["scheduled"]),
+            _num(v["in_flight"]),
+            _num(v["done_per_min"]),
+            _num(v["failed_per_min"]),
+        )
         if v["throttled"]:
             notes.append(f"{name} queue paused: {v['throttled']}")
     if data["queues"]["slow"].get("buffered_rows"):
-        notes.append(f"slow consumer: {data['queues']['slow']['buffered_rows']:,} rows "
-                     "buffered for the next flush")
+        notes.append(
+            f"slow consumer: {data['queues']['slow']['buffered_rows']:,} rows "
+            "buffered for the next flush"
+        )
     parts += [Text(""), q]
 
-    t = _table("Task types", "type", "queued", "calls/m", "limit", "use", "rej/m", "rows saved",
-               "save ok", "dead")
+    t = _table(
+        "Task types",
+        "type",
+        "queued",
+        "calls/m",
+        "limit",
+        "use",
+        "rej/m",
+        "rows saved",
+        "save ok",
+        "dead",
+    )
     for api, v in data["task_types"].items():
         use = v["calls_per_min"] / v["limit_per_min"] if v["limit_per_min"] else 0
         rate = v["save_success_rate"]
         t.add_row(
-            api, _num(v["pending"] + v["scheduled"]), _num(v["calls_per_min"]),
-            _num(v["limit_per_min"]), f"{use:.0%}",
+            api,
+            _num(v["pending"] + v["scheduled"]),
+            _num(v["calls_per_min"]),
+            _num(v["limit_per_min"]),
+            f"{use:.0%}",
             Text(_num(v["rejected_per_min"]), style="red" if v["rejected_per_min"] else ""),
             _num(v["rows_saved"]),
-            "-" if rate is None else Text(f"{rate:.0%}" if rate in (0, 1) else f"{rate:.1%}",
-                                          style="" if rate == 1 else "yellow"),
+            "-"
+            if rate is None
+            else Text(
+                f"{rate:.0%}" if rate in (0, 1) else f"{rate:.1%}",
+                style="" if rate == 1 else "yellow",
+            ),
             Text(_num(v["dead_lettered"]), style="red" if v["dead_lettered"] else ""),
         )
         if v["paused"]:
@@ -94,9 +131,15 @@ def render(data: dict[str, Any]) -> Group:
 
     p = _table("Processes", "process", "state", "pid", "uptime", "restarts", "CPU %", "RSS MB")
     for name, v in data["processes"].items():
-        p.add_row(name, Text(v["state"], style=STATE_STYLE.get(v["state"], "")),
-                  "-" if v["pid"] is None else str(v["pid"]), _duration(v["uptime"]),
-                  _num(v["restarts"]), _num(v["cpu_percent"]), _num(v["rss_mb"]))
+        p.add_row(
+            name,
+            Text(v["state"], style=STATE_STYLE.get(v["state"], "")),
+            "-" if v["pid"] is None else str(v["pid"]),
+            _duration(v["uptime"]),
+            _num(v["restarts"]),
+            _num(v["cpu_percent"]),
+            _num(v["rss_mb"]),
+        )
         if v.get("reason"):
             notes.append(f"{name}: {v['reason']}")
     parts += [Text(""), p, Text("")]
@@ -110,15 +153,20 @@ def render(data: dict[str, Any]) -> Group:
 
 @app.command()
 def status(
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh in place until Ctrl-C.")
-                     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (schema in README).")
-                       ] = False,
-    interval: Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between "
-                                            "refreshes with --watch.")] = 1.0,
-    until_idle: Annotated[bool, typer.Option(
-        "--until-idle", help="With --watch: return once every queued task is saved or "
-        "dead-lettered.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh in place until Ctrl-C.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (schema in README).")] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.2, help="Seconds between refreshes with --watch.")
+    ] = 1.0,
+    until_idle: Annotated[
+        bool,
+        typer.Option(
+            "--until-idle",
+            help="With --watch: return once every queued task is saved or dead-lettered.",
+        ),
+    ] = False,
     config_file: ConfigOption = None,
 ) -> None:
     """Queues, throughput, save success and processes. Exit 0 healthy, 3 stopped, 5 unhealthy.
@@ -152,4 +200,5 @@ def idle(data: dict[str, Any]) -> bool:
     if not data["running"] or any(p["state"] == "failed" for p in data["processes"].values()):
         return True
     return data["units_in_progress"] == 0 and all(
-        q["pending"] + q["scheduled"] + q["in_flight"] == 0 for q in data["queues"].values())
+        q["pending"] + q["scheduled"] + q["in_flight"] == 0 for q in data["queues"].values()
+    )

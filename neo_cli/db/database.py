@@ -26,7 +26,9 @@ def explain(path: Path, exc: Exception) -> str:
     text = str(exc)
     held = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", text)
     if held:
-        return f"database {path} is locked by another program ({held.group(1)}, pid {held.group(2)})"
+        return (
+            f"database {path} is locked by another program ({held.group(1)}, pid {held.group(2)})"
+        )
     if "not a valid DuckDB database" in text:
         return f"database {path} is not a valid DuckDB file (corrupt, or another kind of file)"
     if "Permission denied" in text or "Read-only file system" in text:

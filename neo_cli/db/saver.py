@@ -95,7 +95,9 @@ class BatchSaver:
         due = float("inf")
         for g in self._groups.values():
             if g.parts:
-                due = min(due, 0.0 if g.rows >= self.batch_size else g.since + self.batch_timeout - now)
+                due = min(
+                    due, 0.0 if g.rows >= self.batch_size else g.since + self.batch_timeout - now
+                )
         if self._failures:
             due = max(due, self._retry_at - now)
         return max(due, 0.0)
@@ -143,7 +145,9 @@ class BatchSaver:
         try:
             results = self._write({api: g.parts for api, g in taken.items()})
         except Exception as exc:  # noqa: BLE001 - any failure keeps the data and retries
-            reason = str(exc) if isinstance(exc, DatabaseUnavailable) else f"{type(exc).__name__}: {exc}"
+            reason = (
+                str(exc) if isinstance(exc, DatabaseUnavailable) else f"{type(exc).__name__}: {exc}"
+            )
             with self._cond:
                 self._put_back(taken)
                 self._failures += 1
@@ -154,8 +158,12 @@ class BatchSaver:
             for api in taken:
                 self.recorder.incr(api, "batch_failures")
             self.recorder.gauge("db_error", reason)
-            log.warning("flush of %d rows failed (%s); retrying in %.0fs",
-                        sum(g.rows for g in taken.values()), reason, delay)
+            log.warning(
+                "flush of %d rows failed (%s); retrying in %.0fs",
+                sum(g.rows for g in taken.values()),
+                reason,
+                delay,
+            )
             return False
         with self._cond:
             self._failures = 0
@@ -181,8 +189,9 @@ class BatchSaver:
             }
         return results
 
-    def _record(self, taken: dict[str, list[Part]], results: dict[str, WriteResult],
-                seconds: float) -> None:
+    def _record(
+        self, taken: dict[str, list[Part]], results: dict[str, WriteResult], seconds: float
+    ) -> None:
         unit_ids = [p.unit_id for parts in taken.values() for p in parts]
         symbols = [s for r in results.values() for s in r.symbols]
         marks = {api: r.watermarks for api, r in results.items() if r.watermarks}
@@ -203,8 +212,13 @@ class BatchSaver:
             self.recorder.incr(api, "batches")
             rows += r.rows
         self.recorder.incr("saver", "batches")
-        log.info("flushed %d rows for %d units in %.3fs (%s)", rows, len(unit_ids), seconds,
-                 ", ".join(f"{a}={r.rows}" for a, r in results.items()))
+        log.info(
+            "flushed %d rows for %d units in %.3fs (%s)",
+            rows,
+            len(unit_ids),
+            seconds,
+            ", ".join(f"{a}={r.rows}" for a, r in results.items()),
+        )
 
     def close(self, deadline: float = 30.0) -> bool:
         """Stop the flusher and write what is left; False if it could not be written."""
@@ -221,9 +235,12 @@ class BatchSaver:
             if empty:
                 return True
             if self.clock() >= end:
-                log.error("could not write %d buffered rows before stopping: %s; "
-                          "their units will be downloaded again at the next start",
-                          self._buffered, self.last_error)
+                log.error(
+                    "could not write %d buffered rows before stopping: %s; "
+                    "their units will be downloaded again at the next start",
+                    self._buffered,
+                    self.last_error,
+                )
                 return False
             self.sleep(max(0.0, min(retry_at - self.clock(), end - self.clock(), 5.0)))
             self.flush()

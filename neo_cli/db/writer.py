@@ -71,8 +71,10 @@ def _typed(name: str, kind: str) -> str:
     q = f'"{name}"'
     if kind == DATE:
         # strptime alone reads '2024011' as 2024-01-01: insist on all eight digits.
-        return (f"CASE WHEN regexp_full_match(trim({q}), '\\d{{8}}') "
-                f"THEN try_strptime(trim({q}), '%Y%m%d')::DATE END")
+        return (
+            f"CASE WHEN regexp_full_match(trim({q}), '\\d{{8}}') "
+            f"THEN try_strptime(trim({q}), '%Y%m%d')::DATE END"
+        )
     if kind == DOUBLE:
         return f"try_cast({q} AS DOUBLE)"
     return q
@@ -126,7 +128,9 @@ def write(conn: duckdb.DuckDBPyConnection, d: Dataset, parts: list[Part]) -> Wri
     result.replaced = conn.execute(
         f"DELETE FROM {d.table} AS t USING _good AS g WHERE {match}"
     ).fetchone()[0]
-    result.rows = conn.execute(f"INSERT INTO {d.table} ({cols}) SELECT {cols} FROM _good").fetchone()[0]
+    result.rows = conn.execute(
+        f"INSERT INTO {d.table} ({cols}) SELECT {cols} FROM _good"
+    ).fetchone()[0]
 
     if d.date_field:
         result.watermarks = dict(

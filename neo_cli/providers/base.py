@@ -66,7 +66,9 @@ RATE_LIMIT_MESSAGE = (
     "权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。"
 )
 BAD_TOKEN_MESSAGE = "您的token不对，请确认。"
-NO_PERMISSION_MESSAGE = "抱歉，您没有访问该接口的权限，权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。"
+NO_PERMISSION_MESSAGE = (
+    "抱歉，您没有访问该接口的权限，权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。"
+)
 
 
 def classify(api: str, message: str) -> ProviderError:

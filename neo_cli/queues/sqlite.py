@@ -88,9 +88,7 @@ class KindSqliteStorage(SqliteStorage):
                     (self.name, kind),
                 )
                 row = curs.fetchone()
-                if row is not None and (
-                    best is None or (-row[0], row[1]) < (-best[0], best[1])
-                ):
+                if row is not None and (best is None or (-row[0], row[1]) < (-best[0], best[1])):
                     best = row
             if best is None:
                 return None
