@@ -113,6 +113,68 @@ def rate_benchmark(seconds: float, symbols: int) -> dict:
         return {"minutes": round(span, 2), "per_api": per_api, "peak_rss_mb": peak}
 
 
+def status_benchmark(units_wanted: int = 100_000) -> dict:
+    """`neo status` with a big backlog: enqueue at least `units_wanted` tasks, start the
+    consumers (they drain at the API's limit meanwhile) and time status, in and out of process."""
+    from neo_cli import config
+    from neo_cli.status import collect
+
+    with tempfile.TemporaryDirectory(prefix="neo-bench-") as tmp:
+        home = Path(tmp)
+        (home / "neo.toml").write_text(f'[paths]\ndata_dir = "{home / "data"}"\n')
+        codes = [f"{n:06d}.SZ" for n in range(1, units_wanted // 4 + 2)]
+        (home / "codes.txt").write_text("\n".join(codes))
+        t = time.perf_counter()
+        out = neo(
+            home,
+            "enqueue",
+            "--task-type",
+            "daily_qfq",
+            "--symbols-file",
+            str(home / "codes.txt"),
+            "--start-date",
+            "19950101",
+            "--end-date",
+            "20261120",
+            timeout=900,
+        ).stdout
+        enqueue_s = time.perf_counter() - t
+        enqueued = int(out.split()[1])
+        neo(home, "start")
+        try:
+            settings = config.load(home / "neo.toml", environ={})
+            inproc, cli = [], []
+            for _ in range(5):
+                t = time.perf_counter()
+                data = collect(settings)
+                inproc.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "neo_cli",
+                        "status",
+                        "--json",
+                        "--config",
+                        str(home / "neo.toml"),
+                    ],
+                    capture_output=True,
+                    cwd=home,
+                )
+                cli.append(time.perf_counter() - t)
+            backlog = data["queues"]["fast"]["pending"] + data["queues"]["fast"]["scheduled"]
+        finally:
+            neo(home, "stop")
+    return {
+        "enqueued": enqueued,
+        "enqueue_s": round(enqueue_s, 1),
+        "backlog": backlog,
+        "collect_s_median": round(sorted(inproc)[2], 3),
+        "cli_s_median": round(sorted(cli)[2], 3),
+    }
+
+
 def saver_benchmark(symbols: int, batch_size: int) -> dict:
     market = Market(20240101, symbols, datetime(2026, 11, 20).date())
     frames = []
@@ -163,7 +225,7 @@ def machine() -> str:
     )
 
 
-def report(rate: dict, savers: list[dict]) -> str:
+def report(rate: dict, savers: list[dict], status: dict) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmarks",
@@ -209,6 +271,18 @@ def report(rate: dict, savers: list[dict]) -> str:
             f"| {s['batch_size']} | {s['rows']:,} | {s['fresh']['rows_per_s']:,} | "
             f"{s['rewrite']['rows_per_s']:,} | {ratio:.2f} | {s['rows_in_table']:,} |"
         )
+    lines += [
+        "",
+        "## `neo status` with a big backlog",
+        "",
+        f"{status['enqueued']:,} tasks enqueued by one `neo enqueue` in {status['enqueue_s']} s; "
+        f"consumers running and draining; {status['backlog']:,} still queued while timing.",
+        "",
+        "| what | median of 5 |",
+        "|---|---:|",
+        f"| `collect()` (the data behind `status`), in process | {status['collect_s_median']} s |",
+        f"| `neo status --json`, a whole new process | {status['cli_s_median']} s |",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -220,9 +294,11 @@ def main() -> int:
     args = parser.parse_args()
     savers = [saver_benchmark(120, n) for n in (1000, 20000)]
     print(json.dumps(savers, indent=1))
+    status = status_benchmark()
+    print(json.dumps(status, indent=1))
     rate = rate_benchmark(args.seconds, args.symbols)
     print(json.dumps(rate, indent=1))
-    args.output.write_text(report(rate, savers))
+    args.output.write_text(report(rate, savers, status))
     print(f"wrote {args.output}")
     return 0
 

@@ -4,7 +4,8 @@ The planner sizes units to fit under the cap, but the API returns at most `row_c
 (newest first) and does not reliably say when it cut a reply short. So a reply that reaches the
 cap, or says `has_more`, is never taken for the whole range: the next call asks for the range up
 to the oldest date received (inclusive — the cut may fall inside a date; the saver keeps one copy
-of each key), until a reply comes back short.
+of each key), until a reply comes back short. A list without dates (stock_basic) pages with the
+API's `offset` parameter instead.
 """
 
 from __future__ import annotations
@@ -66,9 +67,14 @@ def fetch(provider: Provider, limiter: Limiter, unit: Unit, recorder: Recorder) 
         cut = reply.has_more or len(reply.items) >= d.row_cap
         if not cut:
             break
-        if not d.date_field or d.date_field not in fields or "end_date" not in params:
+        if not d.date_field or "end_date" not in params:
+            # No date to split on (stock_basic): page with the API's offset parameter.
+            params["offset"] = int(params.get("offset", 0)) + len(reply.items)
+            continue
+        if d.date_field not in fields:
             raise PermanentError(
-                f"reply reached the row cap ({d.row_cap}) and cannot be split by date", unit.api
+                f"reply reached the row cap ({d.row_cap}) without {d.date_field} to split on",
+                unit.api,
             )
         at = fields.index(d.date_field)
         oldest = min(str(row[at]) for row in reply.items if row[at])

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from huey.exceptions import RetryTask
 
 from neo_cli.config import Settings
-from neo_cli.db.saver import BatchSaver
 from neo_cli.download import Downloader, attempt
 from neo_cli.metrics import Recorder
 from neo_cli.paths import Paths
 from neo_cli.queues.factory import make_huey
 from neo_cli.tasktypes import DATASETS
 from neo_cli.units import Unit
+
+if TYPE_CHECKING:
+    from neo_cli.db.saver import BatchSaver
 
 
 @dataclass

@@ -8,6 +8,7 @@ cap; a symbol that already has a unit on its way is skipped as "already queued".
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -87,11 +88,18 @@ class Plan:
 TradingDays = Callable[[str, str], "list[str] | None"]
 
 
-def _any_trading(trading_days: TradingDays | None, start: str, end: str) -> bool:
-    if trading_days is None:
-        return True
-    days = trading_days(start, end)
-    return days is None or bool(days)
+class Calendar:
+    """The provider's trading days, asked for once per plan, not once per symbol."""
+
+    def __init__(self, trading_days: TradingDays | None, end: str):
+        days = trading_days(fmt(EARLIEST), end) if trading_days else None
+        self.days = days
+
+    def any_between(self, start: str, end: str) -> bool:
+        if self.days is None:
+            return True  # unknown calendar: assume there is something to fetch
+        i = bisect.bisect_left(self.days, start)
+        return i < len(self.days) and self.days[i] <= end
 
 
 def span_days(api: str) -> int:
@@ -147,6 +155,7 @@ def make_plan(
         codes = request.symbols
     plan.symbols = len(codes)
     end_default = fmt(request.end or today)
+    calendar = Calendar(trading_days, end_default)
     for api in request.task_type.datasets:
         live = ledger.live_codes(api)
         marks = ledger.watermarks(api)
@@ -163,9 +172,7 @@ def make_plan(
             if last and not request.full:
                 resume = last if api in STATEMENTS else plus(last, 1)
                 start = max(start, resume)
-            if start > end or (
-                api not in STATEMENTS and not _any_trading(trading_days, start, end)
-            ):
+            if start > end or (api not in STATEMENTS and not calendar.any_between(start, end)):
                 plan.current += 1
                 continue
             for lo, hi in split(start, end, span_days(api)):

@@ -7,7 +7,7 @@ reports them saved. A unit's id is also its download task's id.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -21,9 +21,14 @@ class Unit:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["codes"] = list(self.codes)
-        return d
+        return {
+            "api": self.api,
+            "params": dict(self.params),
+            "codes": list(self.codes),
+            "batch": self.batch,
+            "priority": self.priority,
+            "id": self.id,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Unit:

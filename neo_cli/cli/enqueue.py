@@ -9,9 +9,7 @@ import typer
 
 from neo_cli.cli.app import ConfigOption, app, err, out, settings_for
 from neo_cli.dates import parse
-from neo_cli.enqueue import enqueue as enqueue_units
 from neo_cli.errors import InputError
-from neo_cli.inline import run_inline
 from neo_cli.planner import Request, parse_symbols, read_symbols_file
 from neo_cli.tasktypes import task_type as resolve_task_type
 
@@ -97,6 +95,10 @@ def enqueue(
         priority=priority,
     )
     settings = settings_for(config_file)
+    # Imported here: `neo status` and `neo --help` should not pay for pandas and DuckDB.
+    from neo_cli.enqueue import enqueue as enqueue_units
+    from neo_cli.inline import run_inline
+
     if inline:
 
         def progress(unit, what):

@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from neo_cli.cli.app import ConfigOption, app, out, settings_for
-from neo_cli.db.database import Database
 from neo_cli.errors import InputError
 from neo_cli.ledger import Ledger
 from neo_cli.paths import Paths
@@ -127,6 +126,8 @@ def query(
     Example: neo query "select ts_code, count(*) from daily group by 1 order by 2 desc"
     """
     import duckdb
+
+    from neo_cli.db.database import Database
 
     db = Database(Paths(settings_for(config_file).data_dir).database)
     with db.reader() as conn:

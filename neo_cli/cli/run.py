@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from neo_cli import control, supervisor
 from neo_cli.cli.app import ConfigOption, app, out, settings_for
 
 
@@ -38,6 +37,8 @@ def start(
 
     Example: neo start --fast-workers 50 --slow-workers 4
     """
+    from neo_cli import control, supervisor
+
     settings = settings_for(
         config_file, {"fast.workers": fast_workers, "slow.workers": slow_workers}
     )
@@ -74,6 +75,8 @@ def stop(
 
     Example: neo stop --timeout 60
     """
+    from neo_cli import control
+
     result = control.stop(settings_for(config_file), timeout)
     if result.killed:
         out.print(

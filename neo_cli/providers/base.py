@@ -13,8 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
-
 from neo_cli.errors import AuthError, PermanentError, ProviderError, RateLimited, TransientError
 
 
@@ -32,7 +30,10 @@ class Reply:
     def __len__(self) -> int:
         return len(self.items)
 
-    def frame(self) -> pd.DataFrame:
+    def frame(self):
+        """The rows as a pandas DataFrame of the values as sent."""
+        import pandas as pd
+
         return pd.DataFrame(self.items, columns=list(self.fields), dtype=object)
 
 
