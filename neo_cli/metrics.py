@@ -100,13 +100,16 @@ class MetricsStore:
             return self._conn.execute(sql, params).fetchall()
 
     def window(self, seconds: float = 60) -> dict[tuple[str, str], int]:
-        """Sums over the last `seconds` (whole buckets)."""
-        since = int((self.clock() - seconds) // BUCKET * BUCKET) + BUCKET
+        """Sums over the last `seconds` of *complete* buckets: the current bucket is still
+        filling, and counting it would show a rate up to one bucket low."""
+        current = int(self.clock() // BUCKET * BUCKET)
+        since = current - int(seconds // BUCKET * BUCKET)
         return {
             (s, n): v
             for s, n, v in self._q(
-                "select scope, name, sum(value) from buckets where ts >= ? group by 1, 2",
-                (since,),
+                "select scope, name, sum(value) from buckets where ts >= ? and ts < ?"
+                " group by 1, 2",
+                (since, current),
             )
         }
 

@@ -204,3 +204,41 @@ def test_stop_timeout_kills_a_consumer_that_does_not_finish(home):
         assert ledger.live_count("stock_basic") == 3
     finally:
         ledger.close()
+
+
+def test_foreground_stops_gracefully_on_ctrl_c(home):
+    env = {k: v for k, v in os.environ.items() if k not in ("NEO_HOME", "NEO_CONFIG")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neo_cli", "start", "--foreground", "--config", str(home.config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=home.root,
+    )
+    try:
+        data = wait_for(
+            lambda: (lambda d: d if d[0] == 0 else None)(status(home)),
+            30,
+            "foreground neo to be healthy",
+        )[1]
+        pids = [data["processes"][q]["pid"] for q in ("fast", "slow")]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Ctrl-C stops it" in out
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert status(home)[0] == 3
+
+
+def test_logs_show_each_process(home):
+    home.run("start", check=True)
+    fast = home.run("logs", "fast")
+    assert fast.returncode == 0 and "fast consumer up" in fast.stdout
+    sup = home.run("logs", "supervisor", "-n", "5")
+    assert sup.returncode == 0 and "consumer ready" in sup.stdout
+    assert len(sup.stdout.splitlines()) <= 5
