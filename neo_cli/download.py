@@ -133,22 +133,37 @@ def attempt(rt: Downloader, unit: Unit) -> Outcome:
     except RateLimited as exc:
         return Outcome(retry_in=_rate_limited(rt, limiter, unit, exc))
     except AuthError as exc:
-        # A bad token fails every call: stop this interface and say so loudly.
-        limiter.pause_until(NEVER, f"stopped: {exc.message}")
-        log.error(
-            "%s: %s; no further calls to %s until neo is restarted with a working token",
-            unit.describe(),
-            exc.message,
-            unit.api,
-        )
-        return _dead(rt, unit, exc.message, "auth")
+        return Outcome(retry_in=_stop_calling(rt, unit, exc))
     except PermanentError as exc:
+        rt.ledger.attempt_failed(unit, exc.message, "permanent")
         return _dead(rt, unit, exc.message, "permanent")
     except TransientError as exc:
         return _transient(rt, unit, exc.message, "transient")
     except Exception as exc:  # noqa: BLE001 - a bug must not lose the unit
         log.error("%s: unexpected error\n%s", unit.describe(), traceback.format_exc())
         return _transient(rt, unit, f"{type(exc).__name__}: {exc}", "internal")
+
+
+AUTH_RETRY = 300.0  # seconds between a stopped unit's looks at whether calls may resume
+
+
+def _stop_calling(rt: Downloader, unit: Unit, exc: AuthError) -> float:
+    """A bad token fails every call, a missing permission every call to one interface: stop
+    calling (the queue's gate then leaves those tasks queued, none burnt), say so loudly, and
+    keep the unit — it is not at fault. A restart with a working token resumes."""
+    stopped = list(rt.limiters) if exc.scope == "token" else [unit.api]
+    for api in stopped:
+        rt.limiters[api].pause_until(NEVER, f"stopped: {exc.message}")
+    what = "every interface" if exc.scope == "token" else unit.api
+    log.error(
+        "STOPPED %s: the API says %r. Tasks stay queued; fix the token or the account's "
+        "permissions, then `neo stop` and `neo start`.",
+        what,
+        exc.message,
+    )
+    rt.ledger.note(unit, exc.message, f"auth ({exc.scope})")
+    rt.recorder.incr(unit.api, "auth_errors")
+    return AUTH_RETRY
 
 
 def _rate_limited(rt: Downloader, limiter: Limiter, unit: Unit, exc: RateLimited) -> float:

@@ -113,4 +113,9 @@ class PermanentError(ProviderError):
 
 
 class AuthError(PermanentError):
-    """Raised for a bad token or missing permission: every further call would fail too."""
+    """Raised for a bad token (`scope` "token": every interface fails) or a missing permission
+    (`scope` "interface": this interface fails): further calls would fail too."""
+
+    def __init__(self, message: str, api: str = "", scope: str = "token"):
+        super().__init__(message, api)
+        self.scope = scope

@@ -17,7 +17,7 @@ from neo_cli.dates import today
 from neo_cli.db.database import Database
 from neo_cli.db.saver import BatchSaver
 from neo_cli.download import Downloader, RetryPolicy, attempt
-from neo_cli.errors import InputError
+from neo_cli.errors import InputError, NeoError
 from neo_cli.ledger import Ledger
 from neo_cli.limits.local import LocalLimiter
 from neo_cli.metrics import Recorder
@@ -82,6 +82,9 @@ def run_inline(
                 outcome = attempt(rt, unit)
                 if outcome.retry_in is None:
                     break
+                until, reason = rt.limiters[unit.api].paused()
+                if until == float("inf"):
+                    raise NeoError(f"{unit.api}: {reason}; nothing more was called")
                 progress(unit, f"retrying in {outcome.retry_in:.1f}s")
                 sleep(outcome.retry_in)
             if outcome.reply is None:

@@ -180,8 +180,11 @@ def collect(
             for q in ("supervisor", "fast", "slow")
         }
 
-    healthy = running and all(
-        p["state"] == "running" for name, p in processes.items() if name != "supervisor"
+    stopped_apis = [api for api, reason in paused.items() if str(reason).startswith("stopped")]
+    healthy = (
+        running
+        and not stopped_apis
+        and all(p["state"] == "running" for name, p in processes.items() if name != "supervisor")
     )
     db_error = live_gauge("slow", "db_error", "") or ""
     return {

@@ -158,3 +158,56 @@ def home(tmp_path: Path) -> Iterator[Home]:
             pass
     # Consumers carry the settings path, which is under the data directory.
     kill_tree_for(h.data)
+
+
+def assert_saved_exactly(
+    home: Home,
+    symbols: int,
+    apis=("daily", "adj_factor", "income", "balancesheet", "cashflow"),
+    skip: frozenset[str] = frozenset(),
+) -> dict[str, int]:
+    """Every row the simulated market holds for its listed symbols is in the database, once,
+    with its values; returns rows per table. `skip`: symbols expected to be missing."""
+    from datetime import datetime
+
+    import duckdb
+
+    from neo_cli.providers.market import Market
+
+    market = Market(20240101, symbols, datetime.strptime(END_DATE, "%Y%m%d").date())
+    listed = [c for c in market.ts_codes("L") if c not in skip]
+    counts = {}
+    conn = duckdb.connect(str(home.data / "neo.duckdb"), read_only=True)
+    try:
+        for api in apis:
+            want = {}
+            for code in listed:
+                n = len(
+                    market.rows(
+                        api, {"ts_code": code, "start_date": "19900101", "end_date": END_DATE}
+                    )
+                )
+                if n:
+                    want[code] = n
+            got = dict(conn.execute(f"SELECT ts_code, count(*) FROM {api} GROUP BY 1").fetchall())
+            for code in skip:
+                got.pop(code, None)
+            assert want == got, f"{api}: rows per symbol differ"
+            counts[api] = sum(got.values())
+        code = listed[0]
+        bars = market.rows(
+            "daily", {"ts_code": code, "start_date": "19900101", "end_date": END_DATE}
+        )
+        saved = conn.execute(
+            "SELECT strftime(trade_date, '%Y%m%d'), open, high, low, close, vol, amount "
+            "FROM daily WHERE ts_code = ?",
+            [code],
+        ).fetchall()
+        assert sorted(saved) == sorted(
+            (b["trade_date"], b["open"], b["high"], b["low"], b["close"], b["vol"], b["amount"])
+            for b in bars
+        )
+        assert conn.execute("SELECT count(*) FROM _quarantine").fetchone()[0] == 0
+    finally:
+        conn.close()
+    return counts

@@ -99,8 +99,8 @@ def render(data: dict[str, Any]) -> Group:
         "type",
         "queued",
         "calls/m",
-        "limit",
         "use",
+        "retry/m",
         "rej/m",
         "rows saved",
         "save ok",
@@ -112,9 +112,9 @@ def render(data: dict[str, Any]) -> Group:
         t.add_row(
             api,
             _num(v["pending"] + v["scheduled"]),
-            _num(v["calls_per_min"]),
-            _num(v["limit_per_min"]),
+            f"{v['calls_per_min']}/{v['limit_per_min']}",
             f"{use:.0%}",
+            Text(_num(v["retries_per_min"]), style="yellow" if v["retries_per_min"] else ""),
             Text(_num(v["rejected_per_min"]), style="red" if v["rejected_per_min"] else ""),
             _num(v["rows_saved"]),
             "-"

@@ -80,8 +80,10 @@ def classify(api: str, message: str) -> ProviderError:
         return RateLimited(message, api, "hour")
     if _RATE_DAY.search(message):
         return RateLimited(message, api, "day")
-    if _BAD_TOKEN.search(message) or _NO_PERMISSION.search(message):
-        return AuthError(message, api)
+    if _BAD_TOKEN.search(message):
+        return AuthError(message, api, "token")
+    if _NO_PERMISSION.search(message):
+        return AuthError(message, api, "interface")
     if re.search(r"系统(繁忙|错误)|服务器|稍后|timeout|超时", message, re.IGNORECASE):
         return TransientError(message, api)
     return PermanentError(message, api)

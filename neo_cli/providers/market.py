@@ -33,7 +33,7 @@ FIRST_DAY = date(1990, 12, 19)  # the Shanghai exchange's first session
 LAST_LISTING = date(2023, 12, 29)
 LAST_DELISTING = date(2025, 12, 31)
 PAUSES = (date(2023, 1, 1), date(2026, 6, 30))
-CACHE_SIZE = 1024  # stocks whose generated history is kept
+CACHE_SIZE = 128  # stocks whose generated history is kept (bounds the memory it takes)
 
 DELIST_RATE, PAUSE_RATE = 0.05, 0.025
 SUSPEND_RATE, LONG_SUSPEND_RATE = 0.012, 0.0008  # per trading day
