@@ -63,9 +63,9 @@ class Paths:
             probe = self.run / f".probe-{os.getpid()}"
             probe.write_text("")
             probe.unlink()
-        except NotADirectoryError:
-            raise InputError(f"data directory {self.root} is not a directory") from None
         except OSError as exc:
+            if self.root.is_file():
+                raise InputError(f"data directory {self.root} is a file, not a directory") from None
             raise InputError(
                 f"data directory {self.root} is not writable ({exc.strerror}); "
                 "set [paths] data_dir or NEO_HOME to a directory you can write"

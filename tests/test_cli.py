@@ -291,3 +291,52 @@ def test_inline_enqueue_saves_one_symbol(home):
     assert "0 task(s) saved" in again.output and "1 up to date" in again.output
     shown = home.cli("query", "select count(*) as n from daily")
     assert shown.exit_code == 0 and str(rows) in shown.output
+
+
+# -- bad input at start: the database and the data directory ------------------------------------
+
+
+def test_start_refuses_a_corrupt_database_and_leaves_it_alone(home):
+    home.data.mkdir(parents=True)
+    db = home.data / "neo.duckdb"
+    db.write_bytes(b"this is not a database" * 100)
+    text = one_line_error(home.cli("start"), 7)
+    assert f"database {db} is not a valid DuckDB file" in text
+    assert db.read_bytes() == b"this is not a database" * 100
+
+
+def test_start_refuses_a_database_held_by_another_program(home):
+    import subprocess
+    import sys
+
+    home.cli("enqueue", "--task-type", "stock_basic", "--inline")
+    db = home.data / "neo.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, duckdb; c = duckdb.connect(sys.argv[1]); print('ok', flush=True); "
+            "sys.stdin.readline()",
+            str(db),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        text = one_line_error(home.cli("start"), 7)
+        assert "is locked by another program" in text and f"pid {holder.pid}" in text
+    finally:
+        holder.communicate("\n", timeout=10)
+    shown = home.cli("query", "select count(*) from stock_basic")
+    assert "40" in shown.output or "3" in shown.output  # still there, untouched
+
+
+def test_data_directory_that_cannot_be_written(home, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    home.configure(paths={"data_dir": str(blocker / "data")})
+    for args in (["start"], ["enqueue", "-t", "stock_basic"], ["status"]):
+        text = one_line_error(home.cli(*args))
+        assert f"data directory {blocker / 'data'} is not writable" in text
