@@ -252,8 +252,13 @@ def report(rate: dict, savers: list[dict], status: dict) -> str:
         "",
         "An interface whose backlog ran out before the end of the stretch (stock_basic has three "
         "calls) shows less than its limit: it had nothing left to ask.",
-        f"Peak RSS: fast consumer {rate['peak_rss_mb']['fast']} MB, slow consumer "
-        f"{rate['peak_rss_mb']['slow']} MB.",
+        "",
+        "Memory (RSS, MB, sampled every 5 s): is it flat over the run?",
+        "",
+        "| consumer | max in the first third | max in the last third |",
+        "|---|---:|---:|",
+        *(f"| {k} | {v['first_third_max']} | {v['last_third_max']} |"
+          for k, v in rate["memory_mb"].items()),
         "",
         "## Batch saver: rows/s into DuckDB",
         "",

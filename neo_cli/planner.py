@@ -25,6 +25,7 @@ SYMBOL = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
 # Trading days per calendar day, rounded up (about 242 sessions a year), for sizing ranges.
 TRADING_DENSITY = 0.70
 LIST_STATUSES = ("L", "D", "P")
+STATEMENTS_SINCE = "19900101"
 
 
 def check_symbol(code: str, where: str) -> str:
@@ -164,8 +165,12 @@ def make_plan(
                 plan.queued += 1
                 continue
             list_date, delist_date = listed.get(code, ("", ""))
-            # Statements are published for periods before a listing too (the prospectus).
-            first = list_date if list_date and api not in STATEMENTS else fmt(EARLIEST)
+            # Statements are published for periods before a listing too (the prospectus),
+            # and before the exchanges' first trading day.
+            if api in STATEMENTS:
+                first = STATEMENTS_SINCE
+            else:
+                first = list_date or fmt(EARLIEST)
             start = fmt(request.start) if request.start else first
             end = min(end_default, delist_date) if delist_date else end_default
             last = marks.get(code)

@@ -14,6 +14,7 @@ from neo_cli.dates import EARLIEST, fmt, parse
 from neo_cli.errors import InputError
 from neo_cli.ledger import Ledger
 from neo_cli.planner import (
+    STATEMENTS_SINCE,
     TRADING_DENSITY,
     Request,
     make_plan,
@@ -95,7 +96,7 @@ def test_units_carry_the_api_parameters(listed: Ledger) -> None:
 
 def test_a_symbol_not_in_the_catalog_starts_at_the_first_trading_day(ledger: Ledger) -> None:
     p = plan(ledger, "income", [A])
-    assert spans(p.units) == [("income", A, fmt(EARLIEST), "20240628")]
+    assert spans(p.units) == [("income", A, STATEMENTS_SINCE, "20240628")]
     assert spans(plan(ledger, "adj_factor", [A]).units)[0][2] == fmt(EARLIEST)
 
 
@@ -103,7 +104,7 @@ def test_bars_start_at_listing_and_statements_before_it(listed: Ledger) -> None:
     assert spans(plan(listed, "daily", [C]).units) == [("daily", C, "20230915", "20240628")]
     # A prospectus publishes statements for periods before the listing.
     assert spans(plan(listed, "cashflow", [C]).units) == [
-        ("cashflow", C, fmt(EARLIEST), "20240628")
+        ("cashflow", C, STATEMENTS_SINCE, "20240628")
     ]
 
 
@@ -138,7 +139,7 @@ def test_full_ignores_watermarks(listed: Ledger) -> None:
     listed.record_flush([], {"daily": {A: "20240628"}, "income": {A: "20240430"}})
     assert spans(plan(listed, "daily", [A], full=True).units)[0][2] == "19910403"
     assert spans(plan(listed, "income", [A], full=True).units) == [
-        ("income", A, fmt(EARLIEST), "20240628")
+        ("income", A, STATEMENTS_SINCE, "20240628")
     ]
 
 
@@ -169,7 +170,7 @@ def test_end_before_start_is_refused(listed: Ledger) -> None:
 def test_a_delisted_symbol_ends_at_its_delisting(listed: Ledger) -> None:
     pieces = [(lo, hi) for _, _, lo, hi in spans(plan(listed, "daily", [D]).units)]
     check_tiling(pieces, "19930607", "20151230", span_days("daily"))
-    assert spans(plan(listed, "income", [D]).units) == [("income", D, fmt(EARLIEST), "20151230")]
+    assert spans(plan(listed, "income", [D]).units) == [("income", D, STATEMENTS_SINCE, "20151230")]
     assert spans(plan(listed, "daily", [D], start="20100101").units) == [
         ("daily", D, "20100101", "20151230")
     ]

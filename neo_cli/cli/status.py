@@ -125,6 +125,11 @@ def render(data: dict[str, Any]) -> Group:
             ),
             Text(_num(v["dead_lettered"]), style="red" if v["dead_lettered"] else ""),
         )
+        if v["quarantined"]:
+            notes.append(
+                f"{api}: {v['quarantined']:,} bad rows set aside in _quarantine "
+                '(neo query "select * from _quarantine")'
+            )
         if v["paused"]:
             notes.append(f"{api}: {v['paused']}")
     parts += [Text(""), t]
