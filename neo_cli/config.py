@@ -115,6 +115,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_quick_failures": Key(5, int, 1, 1000),
         "ready_timeout": Key(60.0, float, 1, 3600),
     },
+    "plan": {
+        "multi_symbol": Key(True, bool),
+        "whole_market": Key(True, bool),
+        "max_codes_per_call": Key(100, int, 1, 1000),
+    },
     "provider": {"name": Key("simulated", choices=("simulated", "tushare"))},
     "provider.simulated": {
         "symbols": Key(300, int, 1, 20_000),

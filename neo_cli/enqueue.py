@@ -16,7 +16,7 @@ from neo_cli.errors import QueueFull
 from neo_cli.ledger import Ledger
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
-from neo_cli.planner import Plan, Request, make_plan
+from neo_cli.planner import Plan, PlanOptions, Request, make_plan
 from neo_cli.providers import build_provider
 from neo_cli.units import new_batch_id
 
@@ -28,6 +28,19 @@ class Enqueued:
     batch: str
     plan: Plan
     ids: list[str]
+
+
+def dry_run(settings: Settings, request: Request) -> Plan:
+    """The plan `enqueue` would make, with every strategy priced; nothing is recorded."""
+    paths = Paths(settings.data_dir).ensure()
+    ledger = Ledger(paths.ledger)
+    provider = build_provider(settings)
+    try:
+        return make_plan(request, ledger, today(), "dry-run", provider.trading_days,
+                         PlanOptions.from_settings(settings))
+    finally:
+        provider.close()
+        ledger.close()
 
 
 def enqueue(
@@ -45,7 +58,14 @@ def enqueue(
     provider = build_provider(settings)
     try:
         batch = new_batch_id()
-        plan = make_plan(request, ledger, today(), batch, provider.trading_days)
+        plan = make_plan(
+            request,
+            ledger,
+            today(),
+            batch,
+            provider.trading_days,
+            PlanOptions.from_settings(settings),
+        )
         limit = settings.values["queue"]["max_pending"]
         ids: list[str] = []
         units = plan.units

@@ -22,7 +22,7 @@ from neo_cli.ledger import Ledger
 from neo_cli.limits.local import LocalLimiter
 from neo_cli.metrics import Recorder
 from neo_cli.paths import Paths
-from neo_cli.planner import Plan, Request, make_plan
+from neo_cli.planner import Plan, PlanOptions, Request, make_plan
 from neo_cli.providers import build_provider
 from neo_cli.runstate import lock_is_held
 from neo_cli.units import Unit, new_batch_id
@@ -73,7 +73,14 @@ def run_inline(
     saver = BatchSaver(database, ledger, recorder, batch_size=10**9, batch_timeout=10**9)
     try:
         batch = new_batch_id()
-        plan = make_plan(request, ledger, today(), batch, rt.provider.trading_days)
+        plan = make_plan(
+            request,
+            ledger,
+            today(),
+            batch,
+            rt.provider.trading_days,
+            PlanOptions.from_settings(settings),
+        )
         result = InlineResult(batch, plan)
         with ledger.adding(batch, request.task_type.name, plan.units):
             pass

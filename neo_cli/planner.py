@@ -8,22 +8,29 @@ cap; a symbol that already has a unit on its way is skipped as "already queued".
 
 from __future__ import annotations
 
-import bisect
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
-from neo_cli.dates import EARLIEST, fmt, parse, plus
+from neo_cli.dates import EARLIEST, fmt, plus
 from neo_cli.errors import InputError
 from neo_cli.ledger import Ledger
-from neo_cli.tasktypes import STATEMENTS, TaskType, dataset
+from neo_cli.strategies import (
+    ALL,
+    MULTI_SYMBOL,
+    WHOLE_MARKET,
+    Strategy,
+    TradingCalendar,
+    multi_symbol,
+    per_symbol,
+    whole_market,
+)
+from neo_cli.tasktypes import STATEMENTS, TaskType
 from neo_cli.units import Unit
 
 SYMBOL = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
-# Trading days per calendar day, rounded up (about 242 sessions a year), for sizing ranges.
-TRADING_DENSITY = 0.70
 LIST_STATUSES = ("L", "D", "P")
 STATEMENTS_SINCE = "19900101"
 
@@ -84,40 +91,25 @@ class Plan:
     queued: int = 0  # skipped: already on its way
     current: int = 0  # skipped: nothing new to fetch
     symbols: int = 0
+    # Per interface, every strategy priced, the chosen one first.
+    choices: dict[str, list[Strategy]] = field(default_factory=dict)
 
 
 TradingDays = Callable[[str, str], "list[str] | None"]
 
 
-class Calendar:
-    """The provider's trading days, asked for once per plan, not once per symbol."""
+@dataclass(frozen=True)
+class PlanOptions:
+    """Which call-saving strategies the account may use ([plan] in the config)."""
 
-    def __init__(self, trading_days: TradingDays | None, end: str):
-        days = trading_days(fmt(EARLIEST), end) if trading_days else None
-        self.days = days
+    multi_symbol: bool = True
+    whole_market: bool = True
+    max_codes_per_call: int = 100
 
-    def any_between(self, start: str, end: str) -> bool:
-        if self.days is None:
-            return True  # unknown calendar: assume there is something to fetch
-        i = bisect.bisect_left(self.days, start)
-        return i < len(self.days) and self.days[i] <= end
-
-
-def span_days(api: str) -> int:
-    """Calendar days one call can cover without reaching the row cap (with 10% to spare)."""
-    d = dataset(api)
-    if d.api in STATEMENTS:
-        return 365 * 200  # a few dozen rows a year: never near the cap
-    return int(d.row_cap * 0.9 / TRADING_DENSITY)
-
-
-def split(start: str, end: str, days: int) -> Iterable[tuple[str, str]]:
-    lo = parse(start)
-    hi = parse(end)
-    while lo <= hi:
-        top = min(hi, lo + timedelta(days=days - 1))
-        yield fmt(lo), fmt(top)
-        lo = top + timedelta(days=1)
+    @classmethod
+    def from_settings(cls, settings) -> PlanOptions:
+        v = settings.values["plan"]
+        return cls(v["multi_symbol"], v["whole_market"], v["max_codes_per_call"])
 
 
 def make_plan(
@@ -126,9 +118,11 @@ def make_plan(
     today: date,
     batch: str,
     trading_days: TradingDays | None = None,
+    options: PlanOptions = PlanOptions(),
 ) -> Plan:
     """The units for `request`. `trading_days(start, end)` (when the provider knows the
-    calendar) lets a range with no trading day in it count as up to date."""
+    calendar) lets a range with no trading day in it count as up to date, and makes
+    whole-market calls possible."""
     if request.start and request.end and request.end < request.start:
         raise InputError(
             f"--end-date {fmt(request.end)} is before --start-date {fmt(request.start)}"
@@ -156,21 +150,19 @@ def make_plan(
         codes = request.symbols
     plan.symbols = len(codes)
     end_default = fmt(request.end or today)
-    calendar = Calendar(trading_days, end_default)
+    calendar = TradingCalendar(trading_days(fmt(EARLIEST), end_default) if trading_days else None)
     for api in request.task_type.datasets:
         live = ledger.live_codes(api)
         marks = ledger.watermarks(api)
+        ranges: dict[str, tuple[str, str]] = {}
         for code in codes:
-            if code in live:
+            if code in live or ALL in live:
                 plan.queued += 1
                 continue
             list_date, delist_date = listed.get(code, ("", ""))
             # Statements are published for periods before a listing too (the prospectus),
             # and before the exchanges' first trading day.
-            if api in STATEMENTS:
-                first = STATEMENTS_SINCE
-            else:
-                first = list_date or fmt(EARLIEST)
+            first = STATEMENTS_SINCE if api in STATEMENTS else (list_date or fmt(EARLIEST))
             start = fmt(request.start) if request.start else first
             end = min(end_default, delist_date) if delist_date else end_default
             last = marks.get(code)
@@ -180,14 +172,21 @@ def make_plan(
             if start > end or (api not in STATEMENTS and not calendar.any_between(start, end)):
                 plan.current += 1
                 continue
-            for lo, hi in split(start, end, span_days(api)):
-                plan.units.append(
-                    Unit(
-                        api,
-                        {"ts_code": code, "start_date": lo, "end_date": hi},
-                        (code,),
-                        batch,
-                        request.priority,
-                    )
+            ranges[code] = (start, end)
+        if not ranges:
+            continue
+        priced = [per_symbol(api, ranges, batch, request.priority)]
+        if options.multi_symbol and api in MULTI_SYMBOL:
+            priced.append(
+                multi_symbol(
+                    api, ranges, calendar, options.max_codes_per_call, batch, request.priority
                 )
+            )
+        if options.whole_market and api in WHOLE_MARKET and request.symbols is None:
+            found = whole_market(api, ranges, calendar, batch, request.priority)
+            if found is not None:
+                priced.append(found)
+        priced.sort(key=lambda st: st.calls)  # stable: per-symbol wins ties
+        plan.choices[api] = priced
+        plan.units += priced[0].units
     return plan

@@ -145,7 +145,8 @@ def test_enqueue_by_symbols_and_task_by_id_prefix(home):
         "20240131",
     )
     assert result.exit_code == 0, result.output
-    assert "enqueued 4 daily_qfq task(s)" in result.output
+    # daily packs both codes into one call; adj_factor takes one code a call
+    assert "enqueued 3 daily_qfq task(s)" in result.output
     from neo_cli.ledger import Ledger
 
     ledger = Ledger(home.data / "ledger.db")
@@ -169,11 +170,9 @@ def test_enqueue_refuses_past_max_pending_and_enqueues_nothing(home):
     result = home.cli(
         "enqueue",
         "--task-type",
-        "daily",
+        "income",
         "--symbols",
         "000001.SZ,000002.SZ",
-        "--start-date",
-        "20240101",
     )
     text = one_line_error(result, EXIT_QUEUE_FULL)
     assert "3 tasks pending + 2 new > max_pending 4" in text

@@ -15,18 +15,18 @@ from neo_cli.errors import InputError
 from neo_cli.ledger import Ledger
 from neo_cli.planner import (
     STATEMENTS_SINCE,
-    TRADING_DENSITY,
+    PlanOptions,
     Request,
     make_plan,
     parse_symbols,
     read_symbols_file,
-    span_days,
-    split,
 )
+from neo_cli.strategies import span_days, split
 from neo_cli.tasktypes import DATASETS, STATEMENTS, task_type
 from neo_cli.units import Unit
 
 TODAY = date(2024, 6, 28)
+PER_SYMBOL = PlanOptions(multi_symbol=False, whole_market=False)
 A, B, C, D = "000001.SZ", "600000.SH", "830799.BJ", "000024.SZ"
 
 
@@ -58,7 +58,8 @@ def plan(ledger: Ledger, name: str, symbols=None, start=None, end=None, full=Fal
     request = Request(
         task_type(name), symbols, start and parse(start), end and parse(end), full, priority
     )
-    return make_plan(request, ledger, TODAY, "b1")
+    # These tests are about ranges: one call per symbol (strategies are tested on their own).
+    return make_plan(request, ledger, TODAY, "b1", options=PER_SYMBOL)
 
 
 def spans(units: list[Unit]) -> list[tuple[str, str, str, str]]:
@@ -196,7 +197,7 @@ def test_a_range_without_trading_days_is_current_when_the_calendar_is_known(list
         return [d for d in days if start <= d <= end]
 
     request = Request(task_type("daily_qfq"), [A, B], end=date(2024, 6, 23))
-    p = make_plan(request, listed, TODAY, "b1", trading_days)
+    p = make_plan(request, listed, TODAY, "b1", trading_days, PER_SYMBOL)
     # daily A: saved to the 28th, nothing to ask; daily B: 1999..0623 has trading days;
     # adj_factor A: 1991..0623 has; adj_factor B: 0622..0623 is a weekend.
     assert covered(p.units) == [
@@ -223,7 +224,7 @@ def test_a_range_without_trading_days_is_current_when_the_calendar_is_known(list
 
 
 def test_span_days() -> None:
-    assert span_days("daily") == int(6000 * 0.9 / TRADING_DENSITY) == 7714
+    assert span_days("daily") == int(6000 * 0.9 / 0.70) == 7714
     assert span_days("adj_factor") == 7714
     for api in STATEMENTS:
         assert span_days(api) >= 365 * 100
@@ -245,7 +246,7 @@ def test_a_long_history_is_split_under_the_row_cap(ledger: Ledger) -> None:
     assert pieces == [("19901219", fmt(cut)), (fmt(cut + timedelta(days=1)), "20240628")]
     check_tiling(pieces, "19901219", "20240628", span_days("daily"))
     for lo, hi in pieces:  # each piece's trading days stay under the cap at the assumed density
-        assert ((parse(hi) - parse(lo)).days + 1) * TRADING_DENSITY <= DATASETS["daily"].row_cap
+        assert ((parse(hi) - parse(lo)).days + 1) * 0.70 <= DATASETS["daily"].row_cap
 
 
 @settings(max_examples=300, deadline=None, database=None)

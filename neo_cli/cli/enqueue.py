@@ -58,6 +58,11 @@ def enqueue(
     priority: Annotated[
         int, typer.Option("--priority", help="Higher runs first.", min=-1000, max=1000)
     ] = 0,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show the plan (calls per interface, time at the "
+                     "configured limits, the strategies weighed) and enqueue nothing."),
+    ] = False,
     inline: Annotated[
         bool,
         typer.Option("--inline", help="Download and save here, without consumers (for debugging)."),
@@ -96,8 +101,13 @@ def enqueue(
     )
     settings = settings_for(config_file)
     # Imported here: `neo status` and `neo --help` should not pay for pandas and DuckDB.
+    from neo_cli.enqueue import dry_run as plan_only
     from neo_cli.enqueue import enqueue as enqueue_units
     from neo_cli.inline import run_inline
+
+    if dry_run:
+        show_plan(kind.name, plan_only(settings, request), settings.rate_limits)
+        return
 
     if inline:
 
@@ -125,3 +135,34 @@ def enqueue(
     )
     if done.ids:
         out.print(f"follow it with: neo task {done.batch}")
+
+
+def _minutes(calls: int, limit: int) -> str:
+    seconds = calls / limit * 60
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
+
+
+def show_plan(kind: str, plan, limits: dict[str, int]) -> None:
+    out.print(f"dry run: {kind} for {plan.symbols or 'the whole'} symbol(s); nothing enqueued")
+    longest = 0.0
+    for api, priced in plan.choices.items():
+        chosen = priced[0]
+        limit = limits[api]
+        longest = max(longest, chosen.calls / limit * 60)
+        out.print(f"{api}: {chosen.calls:,} call(s) with {chosen.name} ({chosen.note}), "
+                  f"about {_minutes(chosen.calls, limit)} at {limit}/min")
+        for strategy in priced:
+            mark = "  <- chosen" if strategy is chosen else ""
+            out.print(f"    {strategy.name:<13} {strategy.calls:>8,} calls  "
+                      f"{_minutes(strategy.calls, limit):>7}{mark}")
+    for api in {u.api for u in plan.units} - set(plan.choices):  # stock_basic
+        n = sum(u.api == api for u in plan.units)
+        longest = max(longest, n / limits[api] * 60)
+        out.print(f"{api}: {n} call(s), about {_minutes(n, limits[api])} at {limits[api]}/min")
+    out.print(f"skipped {plan.queued} already queued, {plan.current} up to date")
+    out.print(f"total {len(plan.units):,} call(s); about {_minutes(int(longest), 60)} with every "
+              "interface at its limit (interfaces run side by side)")

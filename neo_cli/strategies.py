@@ -1,0 +1,198 @@
+"""Ways to cover the same rows with fewer calls; the planner prices each and takes the cheapest.
+
+- **per-symbol**: one range per symbol, cut where it would reach the row cap. Always possible.
+- **multi-symbol** (`daily` only): the API takes several comma-separated codes with one date
+  range; codes sharing a range are packed so a call stays under the row cap. For long histories
+  ranges are aligned to calendar years first, so symbols listed on different days still share
+  calls.
+- **whole-market** (`daily`, `adj_factor`; only when the request covers every listed symbol):
+  `trade_date=D` alone returns every symbol's row for day D. A daily update of 5,000 symbols
+  becomes one call. Symbols whose saved data ends earlier than the others ("stragglers") get
+  per-symbol calls for the gap before the whole-market days.
+
+Each strategy returns its units; the number of units is the number of calls it needs (a unit is
+one call unless the API's row cap surprises us, in which case it pages).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from neo_cli.dates import fmt, parse, plus
+from neo_cli.tasktypes import dataset
+from neo_cli.units import Unit
+
+MULTI_SYMBOL = ("daily",)
+WHOLE_MARKET = ("daily", "adj_factor")
+FILL = 0.9  # plan calls to 90% of the row cap: suspensions make estimates a little high anyway
+ALL = "*"  # the codes of a whole-market unit
+
+
+@dataclass
+class Strategy:
+    name: str
+    units: list[Unit] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def calls(self) -> int:
+        return len(self.units)
+
+
+class TradingCalendar:
+    """Trading days, for counting days in a range (None when the provider cannot say)."""
+
+    def __init__(self, days: list[str] | None):
+        self.days = days
+
+    @property
+    def known(self) -> bool:
+        return self.days is not None
+
+    def count(self, start: str, end: str) -> int:
+        if self.days is None:  # estimate: about 242 sessions a year
+            return max(1, math.ceil(((parse(end) - parse(start)).days + 1) * 0.70))
+        return bisect.bisect_right(self.days, end) - bisect.bisect_left(self.days, start)
+
+    def between(self, start: str, end: str) -> list[str]:
+        if self.days is None:
+            return []
+        return self.days[bisect.bisect_left(self.days, start) : bisect.bisect_right(self.days, end)]
+
+    def any_between(self, start: str, end: str) -> bool:
+        return self.days is None or self.count(start, end) > 0
+
+
+def span_days(api: str) -> int:
+    """Calendar days one symbol's call can cover without reaching the row cap."""
+    d = dataset(api)
+    if d.date_field == "ann_date":
+        return 365 * 200  # statements: a few dozen rows a year, never near the cap
+    return int(d.row_cap * FILL / 0.70)
+
+
+def split(start: str, end: str, days: int) -> list[tuple[str, str]]:
+    lo, hi = parse(start), parse(end)
+    out = []
+    while lo <= hi:
+        top = min(hi, lo + timedelta(days=days - 1))
+        out.append((fmt(lo), fmt(top)))
+        lo = top + timedelta(days=1)
+    return out
+
+
+Ranges = dict[str, tuple[str, str]]  # symbol -> (start, end), inclusive
+
+
+def _unit(api: str, codes: list[str], start: str, end: str, batch: str, priority: int) -> Unit:
+    return Unit(
+        api,
+        {"ts_code": ",".join(codes), "start_date": start, "end_date": end},
+        tuple(codes),
+        batch,
+        priority,
+    )
+
+
+def per_symbol(api: str, ranges: Ranges, batch: str, priority: int) -> Strategy:
+    units = [
+        _unit(api, [code], lo, hi, batch, priority)
+        for code, (start, end) in ranges.items()
+        for lo, hi in split(start, end, span_days(api))
+    ]
+    return Strategy("per-symbol", units, "one call per symbol and range")
+
+
+def _pack(
+    api: str,
+    groups: dict[tuple[str, str], list[str]],
+    calendar: TradingCalendar,
+    max_codes: int,
+    batch: str,
+    priority: int,
+) -> list[Unit]:
+    cap = dataset(api).row_cap * FILL
+    units = []
+    for (start, end), codes in sorted(groups.items()):
+        days = calendar.count(start, end)
+        per_call = min(max_codes, int(cap // max(days, 1)))
+        if per_call < 2:  # one symbol's range alone fills a call: cut it per symbol
+            for code in codes:
+                units += [
+                    _unit(api, [code], lo, hi, batch, priority)
+                    for lo, hi in split(start, end, span_days(api))
+                ]
+            continue
+        for i in range(0, len(codes), per_call):
+            units.append(_unit(api, codes[i : i + per_call], start, end, batch, priority))
+    return units
+
+
+def multi_symbol(
+    api: str, ranges: Ranges, calendar: TradingCalendar, max_codes: int, batch: str, priority: int
+) -> Strategy:
+    """Pack codes into calls: grouped by identical range, or by calendar year, whichever
+    needs fewer calls."""
+    exact: dict[tuple[str, str], list[str]] = {}
+    for code, rng in ranges.items():
+        exact.setdefault(rng, []).append(code)
+    by_exact = _pack(api, exact, calendar, max_codes, batch, priority)
+
+    yearly: dict[tuple[str, str], list[str]] = {}
+    for code, (start, end) in ranges.items():
+        for year in range(int(start[:4]), int(end[:4]) + 1):
+            lo = max(start, f"{year}0101") if year == int(start[:4]) else f"{year}0101"
+            # Whole years (clipped to the plan's end) so symbols listed on different days
+            # share a range; the part before a symbol's start only repeats saved rows.
+            window = (f"{year}0101" if lo > f"{year}0101" else lo, min(f"{year}1231", end))
+            yearly.setdefault(window, []).append(code)
+    by_year = _pack(api, yearly, calendar, max_codes, batch, priority)
+    if len(by_year) < len(by_exact):
+        return Strategy("multi-symbol", by_year, f"up to {max_codes} codes a call, by year")
+    return Strategy("multi-symbol", by_exact, f"up to {max_codes} codes a call")
+
+
+def whole_market(
+    api: str, ranges: Ranges, calendar: TradingCalendar, batch: str, priority: int
+) -> Strategy | None:
+    """One call per trading day for the days most symbols need, per-symbol calls for the
+    stragglers' older gaps. None when the calendar is unknown."""
+    if not calendar.known or not ranges:
+        return None
+    end = max(e for _, e in ranges.values())
+    starts = sorted({s for s, _ in ranges.values()})
+    n = len(ranges)
+    # Whole-market from the earliest start covers everyone with no straggler; a later cut
+    # trades market days for per-symbol calls on the older gaps.
+    best = (calendar.count(starts[0], end), starts[0])
+    for cut in reversed(starts[1:]):
+        days = calendar.count(cut, end)
+        if days >= min(n, best[0]):
+            break  # earlier cuts only add days
+        gaps = sum(
+            len(split(s, min(e, plus(cut, -1)), span_days(api)))
+            for s, e in ranges.values()
+            if s < cut
+        )
+        if days + gaps < best[0]:
+            best = (days + gaps, cut)
+    cut = best[1]
+    units = [
+        Unit(api, {"trade_date": day}, (ALL,), batch, priority)
+        for day in calendar.between(cut, end)
+    ]
+    stragglers = 0
+    for code, (s, e) in ranges.items():
+        if s < cut:
+            stragglers += 1
+            units += [
+                _unit(api, [code], lo, hi, batch, priority)
+                for lo, hi in split(s, min(e, plus(cut, -1)), span_days(api))
+            ]
+    days = calendar.count(cut, end)
+    return Strategy(
+        "whole-market", units, f"{days} trading day(s) from {cut}, plus {stragglers} straggler(s)"
+    )

@@ -1,0 +1,156 @@
+"""The call-saving strategies: each covers every requested row, stays under the row cap, and the
+planner picks the one needing the fewest calls."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from neo_cli.dates import fmt, parse, plus
+from neo_cli.ledger import Ledger
+from neo_cli.planner import PlanOptions, Request, make_plan
+from neo_cli.strategies import (
+    ALL,
+    TradingCalendar,
+    multi_symbol,
+    per_symbol,
+    whole_market,
+)
+from neo_cli.tasktypes import DATASETS, task_type
+
+END = "20261120"
+
+
+def weekdays(start: str, end: str) -> list[str]:
+    d, hi, out = parse(start), parse(end), []
+    while d <= hi:
+        if d.weekday() < 5:
+            out.append(fmt(d))
+        d += timedelta(days=1)
+    return out
+
+
+CAL = TradingCalendar(weekdays("19901219", END))
+CODES = [f"{n:06d}.SZ" for n in range(1, 301)]
+
+
+def covered_days(units, code: str) -> set[str]:
+    days: set[str] = set()
+    for u in units:
+        if u.codes == (ALL,):
+            days.add(u.params["trade_date"])
+        elif code in u.codes:
+            days.update(CAL.between(u.params["start_date"], u.params["end_date"]))
+    return days
+
+
+def check_covers(units, ranges) -> None:
+    for code, (s, e) in ranges.items():
+        assert set(CAL.between(s, e)) <= covered_days(units, code), code
+
+
+def check_under_cap(units) -> None:
+    for u in units:
+        if u.codes == (ALL,):
+            continue
+        rows = CAL.count(u.params["start_date"], u.params["end_date"]) * len(u.codes)
+        assert rows <= DATASETS[u.api].row_cap, u.describe()
+
+
+def test_full_history_packs_codes_by_year_and_needs_fewer_calls():
+    ranges = {
+        c: (fmt(date(1991 + i % 30, 1 + i % 12, 1 + i % 27)), END) for i, c in enumerate(CODES)
+    }
+    alone = per_symbol("daily", ranges, "b", 0)
+    packed = multi_symbol("daily", ranges, CAL, 100, "b", 0)
+    check_covers(alone.units, ranges)
+    check_covers(packed.units, ranges)
+    check_under_cap(packed.units)
+    assert packed.calls < 0.75 * alone.calls, (packed.calls, alone.calls)
+    assert "by year" in packed.note
+
+
+def test_a_daily_update_of_the_whole_market_is_one_call_a_day():
+    ranges = {c: ("20261119", END) for c in CODES}
+    ranges["000007.SZ"] = ("20261001", END)  # a straggler, suspended for a while
+    found = whole_market("daily", ranges, CAL, "b", 0)
+    assert found is not None
+    market_days = [u for u in found.units if u.codes == (ALL,)]
+    assert [u.params["trade_date"] for u in market_days] == ["20261119", "20261120"]
+    gaps = [u for u in found.units if u.codes != (ALL,)]
+    assert [(u.codes, u.params["start_date"], u.params["end_date"]) for u in gaps] == [
+        (("000007.SZ",), "20261001", "20261118")
+    ]
+    check_covers(found.units, ranges)
+    assert found.calls == 3
+
+
+def test_whole_market_prices_the_full_range_when_nothing_better():
+    ranges = {"000001.SZ": ("19910101", END)}
+    found = whole_market("daily", ranges, CAL, "b", 0)
+    assert found.calls == CAL.count("19910101", END)
+
+
+def test_without_a_calendar_there_is_no_whole_market():
+    assert (
+        whole_market("daily", {"000001.SZ": ("20261119", END)}, TradingCalendar(None), "b", 0)
+        is None
+    )
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    led = Ledger(tmp_path / "ledger.db")
+    led.record_flush(
+        [],
+        {"daily": {c: "20261118" for c in CODES}, "adj_factor": {c: "20261118" for c in CODES}},
+        [(c, "x", "L", "19910101", None) for c in CODES],
+    )
+    yield led
+    led.close()
+
+
+def test_planner_takes_the_cheapest_and_respects_the_options(ledger):
+    today = parse(END)
+    req = Request(task_type("daily_qfq"))
+    plan = make_plan(req, ledger, today, "b", lambda s, e: CAL.between(s, e))
+    assert [p.name for p in plan.choices["daily"]][0] == "whole-market"
+    assert plan.choices["daily"][0].calls == 2
+    assert plan.choices["adj_factor"][0].name == "whole-market"
+    assert len(plan.units) == 4
+
+    # A subset of symbols never uses whole-market calls (they would save other symbols' rows).
+    subset = make_plan(
+        Request(task_type("daily"), CODES[:10]), ledger, today, "b", lambda s, e: CAL.between(s, e)
+    )
+    assert {p.name for p in subset.choices["daily"]} == {"per-symbol", "multi-symbol"}
+    assert subset.choices["daily"][0].calls == 1
+
+    off = make_plan(
+        req,
+        ledger,
+        today,
+        "b",
+        lambda s, e: CAL.between(s, e),
+        PlanOptions(multi_symbol=False, whole_market=False),
+    )
+    assert {p.name for p in off.choices["daily"]} == {"per-symbol"}
+    assert len(off.units) == 2 * len(CODES)
+
+
+def test_a_live_whole_market_unit_counts_every_symbol_as_queued(ledger):
+    today = parse(END)
+    plan = make_plan(
+        Request(task_type("daily")), ledger, today, "b", lambda s, e: CAL.between(s, e)
+    )
+    with ledger.adding("b", "daily", plan.units):
+        pass
+    again = make_plan(
+        Request(task_type("daily")), ledger, today, "b2", lambda s, e: CAL.between(s, e)
+    )
+    assert again.units == [] and again.queued == len(CODES)
+
+
+def test_dates_helpers():
+    assert plus("20240301", -1) == "20240229"
