@@ -109,8 +109,13 @@ def rate_benchmark(seconds: float, symbols: int) -> dict:
                 "backlog_left": last["task_types"][api]["pending"]
                 + last["task_types"][api]["scheduled"],
             }
-        peak = {k: max(s["processes"][k]["rss_mb"] or 0 for s in samples) for k in ("fast", "slow")}
-        return {"minutes": round(span, 2), "per_api": per_api, "peak_rss_mb": peak}
+        rss = {k: [s["processes"][k]["rss_mb"] or 0 for s in samples] for k in ("fast", "slow")}
+        third = max(1, len(samples) // 3)
+        memory = {
+            k: {"first_third_max": max(v[:third]), "last_third_max": max(v[-third:])}
+            for k, v in rss.items()
+        }
+        return {"minutes": round(span, 2), "per_api": per_api, "memory_mb": memory}
 
 
 def status_benchmark(units_wanted: int = 100_000) -> dict:
