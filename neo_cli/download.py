@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import traceback
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from neo_cli.ledger import Ledger
 from neo_cli.limits import Limiter, SlotTooFar
 from neo_cli.metrics import Recorder
 from neo_cli.providers.base import Provider, Reply
+from neo_cli.strategies import ALL
 from neo_cli.tasktypes import dataset
 from neo_cli.units import Unit
 
@@ -111,6 +113,7 @@ class Downloader:
     ledger: Ledger
     recorder: Recorder
     retry: RetryPolicy
+    listed: tuple[float, set[str]] | None = None  # (when read, listed symbols), for whole-market
 
 
 @dataclass
@@ -126,7 +129,10 @@ def attempt(rt: Downloader, unit: Unit) -> Outcome:
     """Try `unit` once and classify the result; the ledger is updated for failures."""
     limiter = rt.limiters[unit.api]
     try:
-        return Outcome(reply=fetch(rt.provider, limiter, unit, rt.recorder))
+        reply = fetch(rt.provider, limiter, unit, rt.recorder)
+        if unit.codes == (ALL,):
+            reply = _listed_only(rt, reply)
+        return Outcome(reply=reply)
     except SlotTooFar as exc:
         # The interface is paused or its slots are taken: come back when a slot is near.
         return Outcome(retry_in=exc.delay)
@@ -142,6 +148,18 @@ def attempt(rt: Downloader, unit: Unit) -> Outcome:
     except Exception as exc:  # noqa: BLE001 - a bug must not lose the unit
         log.error("%s: unexpected error\n%s", unit.describe(), traceback.format_exc())
         return _transient(rt, unit, f"{type(exc).__name__}: {exc}", "internal")
+
+
+def _listed_only(rt: Downloader, reply: Reply) -> Reply:
+    """A whole-market reply holds every symbol that traded that day. Keep the listed ones the
+    plan was made for: a row saved for any other symbol would move its last saved date past a
+    history never fetched, and an incremental run would never fetch it."""
+    now = time.monotonic()
+    if rt.listed is None or now - rt.listed[0] > 60:
+        rt.listed = (now, {code for code, _, _ in rt.ledger.symbols(("L",))})
+    keep = rt.listed[1]
+    at = reply.fields.index("ts_code")
+    return Reply(reply.fields, [row for row in reply.items if row[at] in keep], reply.has_more)
 
 
 AUTH_RETRY = 300.0  # seconds between a stopped unit's looks at whether calls may resume

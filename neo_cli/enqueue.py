@@ -36,8 +36,14 @@ def dry_run(settings: Settings, request: Request) -> Plan:
     ledger = Ledger(paths.ledger)
     provider = build_provider(settings)
     try:
-        return make_plan(request, ledger, today(), "dry-run", provider.trading_days,
-                         PlanOptions.from_settings(settings))
+        return make_plan(
+            request,
+            ledger,
+            today(),
+            "dry-run",
+            provider.trading_days,
+            PlanOptions.from_settings(settings),
+        )
     finally:
         provider.close()
         ledger.close()

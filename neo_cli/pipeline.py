@@ -92,6 +92,7 @@ class Pipeline:
             return [api for api, limiter in runtime.limiters.items() if limiter.ready()]
 
         self.fast.storage.gate = gate
+        self.fast.storage.taken = lambda api: runtime.limiters[api].claim()
 
     def attach_slow(self, runtime: SlowRuntime, max_buffered_rows: int) -> None:
         """Run saves here; stop taking them while the database is failing or the buffer full."""

@@ -125,7 +125,7 @@ class Home:
                 return data
             if time.monotonic() > deadline:
                 raise AssertionError(f"not idle after {timeout}s: {data}")
-            time.sleep(1.0)
+            time.sleep(2.0)  # each status is a new process: do not starve what is measured
 
 
 def kill_tree_for(data_dir: Path) -> None:
@@ -165,6 +165,7 @@ def assert_saved_exactly(
     symbols: int,
     apis=("daily", "adj_factor", "income", "balancesheet", "cashflow"),
     skip: frozenset[str] = frozenset(),
+    end_date: str = END_DATE,
 ) -> dict[str, int]:
     """Every row the simulated market holds for its listed symbols is in the database, once,
     with its values; returns rows per table. `skip`: symbols expected to be missing."""
@@ -174,7 +175,7 @@ def assert_saved_exactly(
 
     from neo_cli.providers.market import Market
 
-    market = Market(20240101, symbols, datetime.strptime(END_DATE, "%Y%m%d").date())
+    market = Market(20240101, symbols, datetime.strptime(end_date, "%Y%m%d").date())
     listed = [c for c in market.ts_codes("L") if c not in skip]
     counts = {}
     conn = duckdb.connect(str(home.data / "neo.duckdb"), read_only=True)
@@ -184,7 +185,7 @@ def assert_saved_exactly(
             for code in listed:
                 n = len(
                     market.rows(
-                        api, {"ts_code": code, "start_date": "19900101", "end_date": END_DATE}
+                        api, {"ts_code": code, "start_date": "19900101", "end_date": end_date}
                     )
                 )
                 if n:
@@ -196,7 +197,7 @@ def assert_saved_exactly(
             counts[api] = sum(got.values())
         code = listed[0]
         bars = market.rows(
-            "daily", {"ts_code": code, "start_date": "19900101", "end_date": END_DATE}
+            "daily", {"ts_code": code, "start_date": "19900101", "end_date": end_date}
         )
         saved = conn.execute(
             "SELECT strftime(trade_date, '%Y%m%d'), open, high, low, close, vol, amount "

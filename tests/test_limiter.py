@@ -486,3 +486,24 @@ def test_real_threads_never_share_or_bunch_slots() -> None:
         assert x >= t0 + i * limiter.spacing - 0.002, (i, x - t0)
     assert g[-1] - t0 < 39 * limiter.spacing + 3.0  # and nobody starved
     assert window_violation(g, limiter.limit) is None
+
+
+def test_claims_count_against_readiness_until_acquired_or_lapsed() -> None:
+    now = [1000.0]
+    lim = LocalLimiter(
+        "daily",
+        600,
+        margin=0.0,
+        lookahead=1.0,
+        clock=lambda: now[0],
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+    )
+    # 10 slots fit in the 1-second lookahead: ten workers may take a task, the eleventh not.
+    for _ in range(10):
+        assert lim.ready()
+        lim.claim()
+    assert not lim.ready()
+    lim.acquire()  # the first claimed task takes its slot: the claim becomes a reservation
+    assert not lim.ready()
+    now[0] += 5.1  # the other claims lapse (their tasks never came to acquire)
+    assert lim.ready()

@@ -60,8 +60,11 @@ def enqueue(
     ] = 0,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="Show the plan (calls per interface, time at the "
-                     "configured limits, the strategies weighed) and enqueue nothing."),
+        typer.Option(
+            "--dry-run",
+            help="Show the plan (calls per interface, time at the "
+            "configured limits, the strategies weighed) and enqueue nothing.",
+        ),
     ] = False,
     inline: Annotated[
         bool,
@@ -153,16 +156,22 @@ def show_plan(kind: str, plan, limits: dict[str, int]) -> None:
         chosen = priced[0]
         limit = limits[api]
         longest = max(longest, chosen.calls / limit * 60)
-        out.print(f"{api}: {chosen.calls:,} call(s) with {chosen.name} ({chosen.note}), "
-                  f"about {_minutes(chosen.calls, limit)} at {limit}/min")
+        out.print(
+            f"{api}: {chosen.calls:,} call(s) with {chosen.name} ({chosen.note}), "
+            f"about {_minutes(chosen.calls, limit)} at {limit}/min"
+        )
         for strategy in priced:
             mark = "  <- chosen" if strategy is chosen else ""
-            out.print(f"    {strategy.name:<13} {strategy.calls:>8,} calls  "
-                      f"{_minutes(strategy.calls, limit):>7}{mark}")
+            out.print(
+                f"    {strategy.name:<13} {strategy.calls:>8,} calls  "
+                f"{_minutes(strategy.calls, limit):>7}{mark}"
+            )
     for api in {u.api for u in plan.units} - set(plan.choices):  # stock_basic
         n = sum(u.api == api for u in plan.units)
         longest = max(longest, n / limits[api] * 60)
         out.print(f"{api}: {n} call(s), about {_minutes(n, limits[api])} at {limits[api]}/min")
     out.print(f"skipped {plan.queued} already queued, {plan.current} up to date")
-    out.print(f"total {len(plan.units):,} call(s); about {_minutes(int(longest), 60)} with every "
-              "interface at its limit (interfaces run side by side)")
+    out.print(
+        f"total {len(plan.units):,} call(s); about {_minutes(int(longest), 60)} with every "
+        "interface at its limit (interfaces run side by side)"
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import duckdb
@@ -48,27 +49,51 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _staging_frame(d: Dataset, parts: list[Part]) -> pd.DataFrame:
-    columns: dict[str, list[str | None]] = {name: [] for name in d.fields}
-    units: list[str] = []
+def _column(parts: list[Part], name: str) -> list[Any]:
+    """One field's raw values across every part, None where a part lacks the field."""
+    values: list[Any] = []
     for part in parts:
-        index = {name: i for i, name in enumerate(part.fields)}
-        for name in d.fields:
-            i = index.get(name)
-            col = columns[name]
-            if i is None:
-                col.extend([None] * len(part.items))
-            else:
-                col.extend(_text(row[i]) if i < len(row) else None for row in part.items)
-        units.extend([part.unit_id] * len(part.items))
-    frame = pd.DataFrame(columns, dtype=object)
-    frame["_unit"] = units
+        try:
+            i = part.fields.index(name)
+        except ValueError:
+            values.extend([None] * len(part.items))
+            continue
+        get = itemgetter(i)
+        try:
+            values.extend(map(get, part.items))
+        except IndexError:  # a short row: the missing value is None, the check sees the rest
+            values.extend(row[i] if i < len(row) else None for row in part.items)
+    return values
+
+
+def _staging_frame(d: Dataset, parts: list[Part]) -> tuple[pd.DataFrame, set[str]]:
+    """The rows as a DataFrame, and the names of the numeric columns already typed.
+
+    Numbers usually arrive as numbers: they go in as a nullable float column at once (NaN and
+    None become NULL). A column holding anything else goes in as text, and SQL finds the bad
+    values row by row. Dates and strings always go in as text."""
+    columns: dict[str, Any] = {}
+    typed: set[str] = set()
+    for name, kind in d.columns:
+        values = _column(parts, name)
+        if kind == DOUBLE:
+            try:
+                columns[name] = pd.array(values, dtype="Float64")
+                typed.add(name)
+                continue
+            except (TypeError, ValueError):
+                pass
+        columns[name] = pd.array([_text(v) for v in values], dtype=object)
+    frame = pd.DataFrame(columns)
+    frame["_unit"] = [p.unit_id for p in parts for _ in range(len(p.items))]
     frame["_seq"] = range(len(frame))
-    return frame
+    return frame, typed
 
 
-def _typed(name: str, kind: str) -> str:
+def _typed(name: str, kind: str, ready: bool = False) -> str:
     q = f'"{name}"'
+    if ready:
+        return q
     if kind == DATE:
         # strptime alone reads '2024011' as 2024-01-01: insist on all eight digits.
         return (
@@ -80,12 +105,13 @@ def _typed(name: str, kind: str) -> str:
     return q
 
 
-def _problem(name: str, kind: str, is_key: bool) -> str:
+def _problem(name: str, kind: str, is_key: bool, ready: bool = False) -> str:
     q = f'"{name}"'
     checks = []
     if is_key:
-        checks.append(f"WHEN {q} IS NULL OR trim({q}) = '' THEN 'missing {name}'")
-    if kind in (DATE, DOUBLE):
+        blank = "" if ready else f" OR trim({q}) = ''"
+        checks.append(f"WHEN {q} IS NULL{blank} THEN 'missing {name}'")
+    if kind in (DATE, DOUBLE) and not ready:
         what = "date" if kind == DATE else "number"
         checks.append(
             f"WHEN {q} IS NOT NULL AND {_typed(name, kind)} IS NULL "
@@ -97,13 +123,13 @@ def _problem(name: str, kind: str, is_key: bool) -> str:
 def write(conn: duckdb.DuckDBPyConnection, d: Dataset, parts: list[Part]) -> WriteResult:
     """Upsert `parts` into `d.table` on `conn` (the caller owns the transaction)."""
     result = WriteResult()
-    frame = _staging_frame(d, parts)
+    frame, ready = _staging_frame(d, parts)
     if frame.empty:
         return result
     conn.register("_raw", frame)
     try:
-        typed = ", ".join(f'{_typed(n, k)} AS "{n}"' for n, k in d.columns)
-        problems = [p for p in (_problem(n, k, n in d.keys) for n, k in d.columns) if p]
+        typed = ", ".join(f'{_typed(n, k, n in ready)} AS "{n}"' for n, k in d.columns)
+        problems = [p for p in (_problem(n, k, n in d.keys, n in ready) for n, k in d.columns) if p]
         payload = "json_object(" + ", ".join(f"'{n}', \"{n}\"" for n in d.fields) + ")::VARCHAR"
         conn.execute(
             f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT _seq, _unit, {typed}, "

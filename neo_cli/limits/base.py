@@ -17,9 +17,11 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable
 
 WINDOW = 60.0
+CLAIM_TTL = 5.0  # seconds a taken task may take to reach `acquire` before its claim lapses
 
 
 class SlotTooFar(Exception):
@@ -54,6 +56,7 @@ class Limiter(ABC):
         self.sleep = sleep
         self._lock = threading.Lock()
         self._rejections = 0
+        self._claims: deque[float] = deque()
 
     # -- the backend's part ------------------------------------------------------------------
 
@@ -76,13 +79,31 @@ class Limiter(ABC):
     # -- shared behaviour ----------------------------------------------------------------------
 
     def ready(self) -> bool:
-        """True when a new task for this interface would get a slot within the lookahead."""
-        return self.next_free() - self.clock() < self.lookahead
+        """True when a new task for this interface would get a slot within the lookahead,
+        counting the tasks already taken that have not asked for their slot yet (without
+        them, every worker polling at the same moment would take one)."""
+        now = self.clock()
+        with self._lock:
+            while self._claims and self._claims[0] < now - CLAIM_TTL:
+                self._claims.popleft()  # taken but never came to acquire: forget it
+            claimed = len(self._claims)
+        return max(self.next_free(), now) + claimed * self.spacing - now < self.lookahead
+
+    def claim(self) -> None:
+        """A worker took a task for this interface; its `acquire` follows shortly."""
+        with self._lock:
+            self._claims.append(self.clock())
+
+    def _unclaim(self) -> None:
+        with self._lock:
+            if self._claims:
+                self._claims.popleft()
 
     def acquire(self, max_wait: float | None = None) -> float:
         """Wait for a slot and return the time waited; raise SlotTooFar rather than wait
         longer than `max_wait` (default: the lookahead plus one slot)."""
         limit = self.lookahead + self.spacing if max_wait is None else max_wait
+        self._unclaim()
         start = self.clock()
         deadline = start + limit
         while True:

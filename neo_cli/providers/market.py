@@ -546,7 +546,7 @@ def _count_param(api: str, params: Mapping[str, Any], name: str) -> int | None:
 class Market:
     """A synthetic A-share market as of `end_date`, with `n_symbols` stocks ever listed."""
 
-    def __init__(self, seed: int, n_symbols: int, end_date: date):
+    def __init__(self, seed: int, n_symbols: int, end_date: date, cache_size: int = CACHE_SIZE):
         if end_date < FIRST_DAY:
             raise ValueError(f"end_date {end_date} is before the first trading day {FIRST_DAY}")
         self.seed, self.n_symbols, self.end_date = seed, n_symbols, end_date
@@ -558,8 +558,8 @@ class Market:
             for s in _universe(seed, n_symbols, self._calendar)
             if s.list_index < self._open_days
         }
-        self._series = functools.lru_cache(maxsize=CACHE_SIZE)(self._make_series)
-        self._statements = functools.lru_cache(maxsize=CACHE_SIZE)(self._make_statements)
+        self._series = functools.lru_cache(maxsize=cache_size)(self._make_series)
+        self._statements = functools.lru_cache(maxsize=cache_size)(self._make_statements)
 
     # -- what exists
 

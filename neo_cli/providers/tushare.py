@@ -102,23 +102,30 @@ class TushareProvider(Provider):
         return Reply(tuple(fields), items, bool(data.get("has_more")))
 
     def trading_days(self, start: str, end: str) -> list[str] | None:
-        """Open days of the Shanghai exchange, from `trade_cal` (one call, then cached)."""
+        """Open days of the Shanghai exchange, from `trade_cal` (asked once, then cached)."""
         with self._calendar_lock:
-            key = end
-            if key not in self._calendar:
+            if end not in self._calendar:
+                days: set[str] = set()
+                params = {
+                    "exchange": "SSE",
+                    "start_date": "19900101",
+                    "end_date": end,
+                    "is_open": "1",
+                }
                 try:
-                    reply = self.call(
-                        "trade_cal",
-                        {"exchange": "SSE", "start_date": "19900101", "end_date": end},
-                        ("cal_date", "is_open"),
-                    )
-                except (TransientError, RateLimited, PermanentError):
+                    for _ in range(20):  # pages; an empty page ends it
+                        reply = self.call(
+                            "trade_cal", {**params, "offset": len(days)}, ("cal_date", "is_open")
+                        )
+                        at, open_ = reply.fields.index("cal_date"), reply.fields.index("is_open")
+                        fresh = {str(r[at]) for r in reply.items if str(r[open_]) == "1"}
+                        if not reply.items or not fresh - days:
+                            break
+                        days |= fresh
+                except (TransientError, RateLimited, PermanentError, ValueError):
                     return None  # unknown: the planner then assumes every range has data
-                at, open_ = reply.fields.index("cal_date"), reply.fields.index("is_open")
-                self._calendar[key] = sorted(
-                    str(row[at]) for row in reply.items if str(row[open_]) == "1"
-                )
-            return [d for d in self._calendar[key] if start <= d <= end]
+                self._calendar[end] = sorted(days)
+            return [d for d in self._calendar[end] if start <= d <= end]
 
     def close(self) -> None:
         self.client.close()

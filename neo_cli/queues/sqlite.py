@@ -51,6 +51,7 @@ class KindSqliteStorage(SqliteStorage):
         self.describe = describe
         self.kinds = tuple(kinds)
         self.gate: Gate = lambda: None
+        self.taken: Callable[[str], None] = lambda kind: None  # told what each dequeue took
         super().__init__(name, **kwargs)
 
     def enqueue(self, data, priority=None):
@@ -83,7 +84,7 @@ class KindSqliteStorage(SqliteStorage):
             best = None  # (priority, id, data): highest priority, then oldest, across kinds
             for kind in kinds:
                 curs.execute(
-                    "select priority, id, data from task where queue = ? and kind = ? "
+                    "select priority, id, data, kind from task where queue = ? and kind = ? "
                     "order by priority desc, id limit 1",
                     (self.name, kind),
                 )
@@ -93,7 +94,10 @@ class KindSqliteStorage(SqliteStorage):
             if best is None:
                 return None
             curs.execute("delete from task where id = ?", (best[1],))
-            return best[2] if curs.rowcount == 1 else None
+            if curs.rowcount != 1:
+                return None
+        self.taken(best[3])
+        return best[2]
 
     def add_to_schedule(self, data, ts):
         kind, tid = self.describe(data)
