@@ -123,6 +123,7 @@ class Outcome:
     reply: Reply | None = None
     retry_in: float | None = None
     dead: str = ""
+    split: list[Unit] | None = None  # a packed call refused: one unit per symbol instead
 
 
 def attempt(rt: Downloader, unit: Unit) -> Outcome:
@@ -141,6 +142,21 @@ def attempt(rt: Downloader, unit: Unit) -> Outcome:
     except AuthError as exc:
         return Outcome(retry_in=_stop_calling(rt, unit, exc))
     except PermanentError as exc:
+        if len(unit.codes) > 1 and ALL not in unit.codes:
+            # One bad symbol must not take the others down with it: ask for each alone.
+            log.info("%s: %s; asking for each symbol alone", unit.describe(), exc.message)
+            return Outcome(
+                split=[
+                    Unit(
+                        unit.api,
+                        {**unit.params, "ts_code": code},
+                        (code,),
+                        unit.batch,
+                        unit.priority,
+                    )
+                    for code in unit.codes
+                ]
+            )
         rt.ledger.attempt_failed(unit, exc.message, "permanent")
         return _dead(rt, unit, exc.message, "permanent")
     except TransientError as exc:

@@ -84,7 +84,9 @@ def run_inline(
         result = InlineResult(batch, plan)
         with ledger.adding(batch, request.task_type.name, plan.units):
             pass
-        for unit in plan.units:
+        work = list(plan.units)
+        while work:
+            unit = work.pop(0)
             while True:
                 outcome = attempt(rt, unit)
                 if outcome.retry_in is None:
@@ -94,6 +96,10 @@ def run_inline(
                     raise NeoError(f"{unit.api}: {reason}; nothing more was called")
                 progress(unit, f"retrying in {outcome.retry_in:.1f}s")
                 sleep(outcome.retry_in)
+            if outcome.split:
+                ledger.split(unit, outcome.split)
+                work[:0] = outcome.split
+                continue
             if outcome.reply is None:
                 result.dead += 1
                 progress(unit, f"dead-lettered: {outcome.dead}")

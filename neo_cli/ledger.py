@@ -12,6 +12,7 @@ States and who writes them:
     queued    --(fast: transient error)---->   retrying --> ... --> dead (attempts spent)
     queued    --(fast: permanent error)---->   dead
     saving    --(recovery: save task lost)-->  queued
+    queued    --(fast: a packed call refused)--> split (each symbol becomes a unit of its own)
 
 The fast consumer enqueues the save task *before* it marks the unit `saving`, and the slow
 consumer marks `saved` only *after* DuckDB committed: a crash between any two steps leaves a unit
@@ -37,7 +38,7 @@ from typing import Any
 from neo_cli.units import Unit
 
 LIVE = ("queued", "retrying", "saving")
-STATES = (*LIVE, "saved", "dead")
+STATES = (*LIVE, "saved", "dead", "split")
 
 _DDL = """
 create table if not exists units (
@@ -199,6 +200,32 @@ class Ledger:
                 now,
             ),
         )
+
+    def split(self, unit: Unit, children: list[Unit]) -> None:
+        """Replace a packed unit with one unit per symbol, in one transaction."""
+        now = self.clock()
+        with self._tx() as conn:
+            self._ensure(conn, unit)
+            conn.executemany(
+                "insert into units (id, batch, api, codes, params, priority, state, created,"
+                " updated) values (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                [
+                    (
+                        u.id,
+                        u.batch,
+                        u.api,
+                        ",".join(u.codes),
+                        json.dumps(u.params),
+                        u.priority,
+                        now,
+                        now,
+                    )
+                    for u in children
+                ],
+            )
+            conn.execute(
+                "update units set state = 'split', updated = ? where id = ?", (now, unit.id)
+            )
 
     def attempt_failed(self, unit: Unit, error: str, error_class: str) -> int:
         """Count a failed attempt; return the attempts made so far."""

@@ -121,6 +121,10 @@ class Pipeline:
         outcome = attempt(rt, unit)
         if outcome.retry_in is not None:
             raise RetryTask(delay=outcome.retry_in)
+        if outcome.split:
+            rt.ledger.split(unit, outcome.split)  # recorded first: recovery covers a crash
+            self.enqueue_units(outcome.split)
+            return
         if outcome.reply is None:
             return  # dead-lettered, and recorded as such
         if outcome.reply.items:

@@ -55,13 +55,14 @@ def test_transient_faults_end_saved_and_permanent_ones_dead_lettered(home):
     try:
         dead = ledger.dead()
         counts = ledger.state_counts()
-        units = sum(sum(s.values()) for s in counts.values())
+        # A packed daily call holding a denied symbol is split into one unit per symbol.
+        units = sum(n for s in counts.values() for state, n in s.items() if state != "split")
     finally:
         ledger.close()
     # Permanent: exactly the denied symbols' units, each once, with the API's message.
     assert {code for r in dead for code in r.unit.codes} == set(listed)
     assert all("参数错误" in r.error and r.error_class == "permanent" for r in dead)
-    assert all(r.attempts == 1 for r in dead)
+    assert all(r.attempts >= 1 for r in dead)  # a transient failure may come first
     assert sum(dead_shown.values()) == len(dead)
     # Transient: everything else saved, every row once.
     assert sum(s.get("saved", 0) for s in counts.values()) == units - len(dead)
@@ -92,7 +93,7 @@ def test_transient_faults_end_saved_and_permanent_ones_dead_lettered(home):
     ledger = Ledger(home.data / "ledger.db")
     try:
         assert len(ledger.dead()) == len(dead)
-        assert all(r.attempts == 1 for r in ledger.dead())
+        assert all(r.attempts >= 1 for r in ledger.dead())
     finally:
         ledger.close()
 

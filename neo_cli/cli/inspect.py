@@ -20,6 +20,7 @@ STATE_TEXT = {
     "saving": "downloaded, waiting to be saved",
     "saved": "saved",
     "dead": "dead-lettered",
+    "split": "split into one task per symbol (the packed call was refused)",
 }
 
 
