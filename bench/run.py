@@ -118,6 +118,70 @@ def rate_benchmark(seconds: float, symbols: int) -> dict:
         return {"minutes": round(span, 2), "per_api": per_api, "memory_mb": memory}
 
 
+def plans_benchmark(symbols: int = 300, limit: int = 500) -> list[dict]:
+    """A full-history download of `symbols` symbols' daily bars from the Tushare protocol test
+    server (its own process), at `limit` calls/min: one call per symbol and range, then with
+    the call-saving plans. Calls counted by the server; time from enqueue to all saved."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tushare_server import ServerProcess
+
+    out = []
+    for label, plans in (("per-symbol only", "false"), ("call-saving plans", "true")):
+        with tempfile.TemporaryDirectory(prefix="neo-bench-") as tmp:
+            home = Path(tmp)
+            server = ServerProcess(
+                home,
+                "--symbols",
+                str(symbols),
+                "--end-date",
+                "20261120",
+                "--token",
+                "bench-token",
+                "--limits",
+                f"daily={limit},stock_basic=60,trade_cal=60",
+            )
+            try:
+                (home / "neo.toml").write_text(
+                    f'[paths]\ndata_dir = "{home / "data"}"\n'
+                    f'[provider]\nname = "tushare"\n[provider.tushare]\nurl = "{server.url}"\n'
+                    f"[rate_limits]\ndaily = {limit}\n"
+                    f"[plan]\nmulti_symbol = {plans}\nwhole_market = {plans}\n"
+                    "[slow]\nbatch_size = 20000\nbatch_timeout = 1.0\n"
+                )
+                os.environ["TUSHARE_TOKEN"] = "bench-token"
+                neo(home, "start")
+                neo(home, "enqueue", "--task-type", "stock_basic")
+                wait_idle(home, 60)
+                t = time.perf_counter()
+                neo(home, "enqueue", "--task-type", "daily", "--end-date", "20261120")
+                wait_idle(home, 900)
+                seconds = time.perf_counter() - t
+                neo(home, "stop")
+            finally:
+                stats = server.stop()
+                os.environ.pop("TUSHARE_TOKEN", None)
+            daily = stats["apis"]["daily"]
+            out.append(
+                {
+                    "plan": label,
+                    "calls": daily["accepted"],
+                    "rows": daily["rows"],
+                    "seconds": round(seconds, 1),
+                    "rejected": daily["rejected"],
+                    "max_in_window": daily["max_in_window"],
+                }
+            )
+    return out
+
+
+def wait_idle(home: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while json.loads(neo(home, "status", "--json").stdout)["units_in_progress"]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not idle after {timeout}s")
+        time.sleep(0.5)
+
+
 def status_benchmark(units_wanted: int = 100_000) -> dict:
     """`neo status` with a big backlog: enqueue at least `units_wanted` tasks, start the
     consumers (they drain at the API's limit meanwhile) and time status, in and out of process."""
@@ -230,7 +294,7 @@ def machine() -> str:
     )
 
 
-def report(rate: dict, savers: list[dict], status: dict) -> str:
+def report(rate: dict, savers: list[dict], status: dict, plans: list[dict]) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmarks",
@@ -262,8 +326,10 @@ def report(rate: dict, savers: list[dict], status: dict) -> str:
         "",
         "| consumer | max in the first third | max in the last third |",
         "|---|---:|---:|",
-        *(f"| {k} | {v['first_third_max']} | {v['last_third_max']} |"
-          for k, v in rate["memory_mb"].items()),
+        *(
+            f"| {k} | {v['first_third_max']} | {v['last_third_max']} |"
+            for k, v in rate["memory_mb"].items()
+        ),
         "",
         "## Batch saver: rows/s into DuckDB",
         "",
@@ -281,6 +347,22 @@ def report(rate: dict, savers: list[dict], status: dict) -> str:
             f"| {s['batch_size']} | {s['rows']:,} | {s['fresh']['rows_per_s']:,} | "
             f"{s['rewrite']['rows_per_s']:,} | {ratio:.2f} | {s['rows_in_table']:,} |"
         )
+    lines += [
+        "",
+        "## Call-saving plans: full history of 300 symbols' daily bars at 500 calls/min",
+        "",
+        "Against the Tushare-protocol test server (tests/tushare_server.py, its own process, "
+        "enforcing 500/min on a sliding window); calls counted by the server, time from "
+        "`neo enqueue` to every row saved.",
+        "",
+        "| plan | calls | rows | time | rejections | most calls in any 60 s |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {p['plan']} | {p['calls']:,} | {p['rows']:,} | {p['seconds']} s | "
+            f"{p['rejected']} | {p['max_in_window']} |"
+            for p in plans
+        ),
+    ]
     lines += [
         "",
         "## `neo status` with a big backlog",
@@ -304,11 +386,13 @@ def main() -> int:
     args = parser.parse_args()
     savers = [saver_benchmark(120, n) for n in (1000, 20000)]
     print(json.dumps(savers, indent=1))
+    plans = plans_benchmark()
+    print(json.dumps(plans, indent=1))
     status = status_benchmark()
     print(json.dumps(status, indent=1))
     rate = rate_benchmark(args.seconds, args.symbols)
     print(json.dumps(rate, indent=1))
-    args.output.write_text(report(rate, savers, status))
+    args.output.write_text(report(rate, savers, status, plans))
     print(f"wrote {args.output}")
     return 0
 
