@@ -186,11 +186,21 @@ class Settings:
         return replace(self, values=_validate(raw, sources), sources=sources)
 
     def public(self) -> dict[str, dict[str, Any]]:
-        """The settings with secrets masked, for display and for files under the data dir."""
+        """The settings with secrets masked, for display and for files under the data dir
+        (a password in a URL included: redis://:pw@host)."""
         return {
-            s: {k: ("***" if SCHEMA[s][k].secret and v else v) for k, v in kv.items()}
+            s: {k: ("***" if SCHEMA[s][k].secret and v else _mask_url(v)) for k, v in kv.items()}
             for s, kv in self.values.items()
         }
+
+
+def _mask_url(value: Any) -> Any:
+    if isinstance(value, str) and "://" in value and "@" in value:
+        scheme, rest = value.split("://", 1)
+        auth, _, host = rest.rpartition("@")
+        user = auth.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in auth else value
+    return value
 
 
 def _flatten(doc: Mapping[str, Any], origin: str) -> dict[str, dict[str, Any]]:
@@ -331,6 +341,17 @@ def restore(
         for name, key in keys.items():
             if key.secret:
                 raw.setdefault(section, {})[name] = ""
-    token = env.get("TUSHARE_TOKEN", "")
-    raw.setdefault("provider.tushare", {})["token"] = token
+    raw.setdefault("provider.tushare", {})["token"] = env.get("TUSHARE_TOKEN", "")
+    if env.get("NEO_REDIS_URL"):
+        raw.setdefault("queue", {})["redis_url"] = env["NEO_REDIS_URL"]
     return Settings(values=_validate(raw, {}), sources={})
+
+
+def child_env(settings: Settings) -> dict[str, str]:
+    """The environment for a process neo starts: the secrets `restore` takes back, which
+    travel this way instead of through files."""
+    return {
+        **os.environ,
+        "TUSHARE_TOKEN": settings.token,
+        "NEO_REDIS_URL": settings.values["queue"]["redis_url"],
+    }

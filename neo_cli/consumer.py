@@ -36,6 +36,7 @@ from neo_cli.metrics import MetricsStore, Recorder
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline, SlowRuntime
 from neo_cli.providers import build_provider
+from neo_cli.runstate import hold
 from neo_cli.tasktypes import DATASETS
 
 EXIT_SETTINGS = 3
@@ -56,6 +57,8 @@ def setup_logging(paths: Paths, name: str) -> None:
     root.setLevel(logging.INFO)
     # Huey logs every task at INFO; at tens of tasks a second that drowns what matters.
     logging.getLogger("huey").setLevel(logging.WARNING)
+    for chatty in ("httpx", "httpcore"):  # a line per request would rotate real errors away
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def count_signals(pipeline_huey, recorder: Recorder, queue: str) -> None:
@@ -226,6 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SETTINGS
     paths = Paths(settings.data_dir).ensure()
     setup_logging(paths, args.queue)
+    hold(
+        paths,
+        args.queue,
+        lambda: log.warning("waiting for the previous %s consumer to finish stopping", args.queue),
+    )
     pipeline = Pipeline(settings)
     recorder = Recorder(MetricsStore(paths.metrics), args.queue)
     recorder.gauge("pid", os.getpid())

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from neo_cli import config
 from neo_cli.config import Settings
 from neo_cli.db.database import Database
 from neo_cli.errors import AlreadyRunning, NotRunning, StartFailed
 from neo_cli.paths import Paths
+from neo_cli.pipeline import Pipeline
 from neo_cli.runstate import lock_is_held, read_pid, read_state, write_atomic
 from neo_cli.supervisor import SUPERVISOR_MARK, log_tail
 
@@ -31,9 +33,21 @@ class Preflight:
 def preflight(settings: Settings) -> Preflight:
     """Everything that can be refused before a process is spawned."""
     paths = Paths(settings.data_dir).ensure()
+    Pipeline(settings)  # the queue storage is usable (raises on one that is not)
     info = read_pid(paths)  # raises on a pid file holding garbage
     if lock_is_held(paths):
         raise AlreadyRunning(info.pid or 0, str(paths.root))
+    deadline = time.monotonic() + 30
+    while any(lock_is_held(paths, q) for q in ("fast", "slow")):
+        # Consumers of a supervisor that died stop by themselves, finishing what they hold.
+        if time.monotonic() > deadline:
+            raise AlreadyRunning(
+                0,
+                str(paths.root),
+                f"consumers of a previous run for {paths.root} are still stopping; "
+                "see `neo logs fast`",
+            )
+        time.sleep(0.5)
     notes = []
     if info.pid is not None and not info.alive:
         paths.pid_file.unlink(missing_ok=True)
@@ -73,7 +87,7 @@ def start_background(
             stdout=out,
             stderr=out,
             start_new_session=True,
-            env={**os.environ, "TUSHARE_TOKEN": settings.token},
+            env=config.child_env(settings),
         )
     finally:
         out.close()
@@ -88,8 +102,10 @@ def start_background(
                 failed = [c for c in consumers.values() if c["state"] == "failed"]
                 if failed:
                     _stop_quietly(proc, paths)
+                    queue = failed[0]["queue"]
                     raise StartFailed(
-                        f"{failed[0]['queue']} consumer failed: {failed[0]['reason']}"
+                        f"{queue} consumer failed: {failed[0]['reason']}; see "
+                        f"`neo logs {queue}` and {paths.logs / (queue + '.stderr')}"
                     )
                 if all(c["state"] == "running" for c in consumers.values()):
                     return state, pre.notes
@@ -140,7 +156,10 @@ def stop(
         raise NotRunning(f"neo is not running for {paths.root}")
     write_atomic(paths.run / "stop.json", json.dumps({"timeout": timeout}))
     t0 = time.monotonic()
-    os.kill(info.pid, signal.SIGTERM)
+    try:
+        os.kill(info.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        raise NotRunning(f"neo is not running for {paths.root} (it just exited)") from None
     deadline = t0 + timeout + 15
     while lock_is_held(paths):
         if time.monotonic() > deadline:

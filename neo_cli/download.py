@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from neo_cli.dates import next_midnight
 from neo_cli.errors import AuthError, PermanentError, RateLimited, TransientError
@@ -50,8 +49,10 @@ def fetch(provider: Provider, limiter: Limiter, unit: Unit, recorder: Recorder) 
     params = dict(unit.params)
     fields: tuple[str, ...] | None = None
     items: list[list] = []
-    for _ in range(MAX_PAGES):
-        limiter.acquire()
+    for page in range(MAX_PAGES):
+        # A next page waits its turn however long it takes: giving up would waste the pages
+        # already fetched.
+        limiter.acquire(**({} if page == 0 else {"max_wait": 120.0, "claimed": False}))
         recorder.incr(unit.api, "calls")
         try:
             reply = provider.call(unit.api, params, d.fields)
@@ -69,6 +70,10 @@ def fetch(provider: Provider, limiter: Limiter, unit: Unit, recorder: Recorder) 
         cut = reply.has_more or len(reply.items) >= d.row_cap
         if not cut:
             break
+        if len(unit.codes) > 1 and ALL not in unit.codes:
+            # Where the API cuts a reply holding several symbols is its own business (by
+            # date? by code?): ask for each symbol alone rather than guess.
+            raise SplitNeeded(f"a packed reply reached the row cap ({d.row_cap})")
         if not d.date_field or "end_date" not in params:
             # No date to split on (stock_basic): page with the API's offset parameter.
             params["offset"] = int(params.get("offset", 0)) + len(reply.items)
@@ -113,7 +118,7 @@ class Downloader:
     ledger: Ledger
     recorder: Recorder
     retry: RetryPolicy
-    listed: tuple[float, set[str]] | None = None  # (when read, listed symbols), for whole-market
+    universes: dict[str, set[str]] = field(default_factory=dict)  # batch -> planned symbols
 
 
 @dataclass
@@ -132,31 +137,22 @@ def attempt(rt: Downloader, unit: Unit) -> Outcome:
     try:
         reply = fetch(rt.provider, limiter, unit, rt.recorder)
         if unit.codes == (ALL,):
-            reply = _listed_only(rt, reply)
+            reply = _planned_only(rt, unit, reply)
         return Outcome(reply=reply)
     except SlotTooFar as exc:
-        # The interface is paused or its slots are taken: come back when a slot is near.
-        return Outcome(retry_in=exc.delay)
+        # The interface is paused or its slots are taken: come back when a slot is near
+        # (an interface stopped for good is looked at again every AUTH_RETRY seconds).
+        return Outcome(retry_in=min(exc.delay, AUTH_RETRY))
     except RateLimited as exc:
         return Outcome(retry_in=_rate_limited(rt, limiter, unit, exc))
     except AuthError as exc:
         return Outcome(retry_in=_stop_calling(rt, unit, exc))
+    except SplitNeeded as exc:
+        return _split(unit, str(exc))
     except PermanentError as exc:
         if len(unit.codes) > 1 and ALL not in unit.codes:
-            # One bad symbol must not take the others down with it: ask for each alone.
-            log.info("%s: %s; asking for each symbol alone", unit.describe(), exc.message)
-            return Outcome(
-                split=[
-                    Unit(
-                        unit.api,
-                        {**unit.params, "ts_code": code},
-                        (code,),
-                        unit.batch,
-                        unit.priority,
-                    )
-                    for code in unit.codes
-                ]
-            )
+            # One bad symbol must not take the others down with it.
+            return _split(unit, exc.message)
         rt.ledger.attempt_failed(unit, exc.message, "permanent")
         return _dead(rt, unit, exc.message, "permanent")
     except TransientError as exc:
@@ -166,14 +162,33 @@ def attempt(rt: Downloader, unit: Unit) -> Outcome:
         return _transient(rt, unit, f"{type(exc).__name__}: {exc}", "internal")
 
 
-def _listed_only(rt: Downloader, reply: Reply) -> Reply:
-    """A whole-market reply holds every symbol that traded that day. Keep the listed ones the
-    plan was made for: a row saved for any other symbol would move its last saved date past a
-    history never fetched, and an incremental run would never fetch it."""
-    now = time.monotonic()
-    if rt.listed is None or now - rt.listed[0] > 60:
-        rt.listed = (now, {code for code, _, _ in rt.ledger.symbols(("L",))})
-    keep = rt.listed[1]
+class SplitNeeded(Exception):
+    """Raised when a packed call must be asked for again one symbol at a time."""
+
+
+def _split(unit: Unit, why: str) -> Outcome:
+    log.info("%s: %s; asking for each symbol alone", unit.describe(), why)
+    return Outcome(
+        split=[
+            Unit(unit.api, {**unit.params, "ts_code": code}, (code,), unit.batch, unit.priority)
+            for code in unit.codes
+        ]
+    )
+
+
+def _planned_only(rt: Downloader, unit: Unit, reply: Reply) -> Reply:
+    """A whole-market reply holds every symbol that traded that day. Keep the symbols the plan
+    was made for: a row saved for any other would move its last saved date past a history
+    never fetched, and an incremental run would never fetch it."""
+    keep = rt.universes.get(unit.batch)
+    if keep is None:
+        keep = rt.universes[unit.batch] = rt.ledger.universe(unit.batch)
+    if not keep or not reply.items:
+        # An empty market day cannot be right: never record one as done.
+        day = unit.params.get("trade_date", "")
+        raise TransientError(
+            f"no rows for the whole market on {day} (not published yet?)", unit.api
+        )
     at = reply.fields.index("ts_code")
     return Reply(reply.fields, [row for row in reply.items if row[at] in keep], reply.has_more)
 

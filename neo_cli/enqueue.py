@@ -87,7 +87,9 @@ def enqueue(
                 if on_wait:
                     on_wait(pending, limit)
                 sleep(2.0)
-            with ledger.adding(batch, request.task_type.name, chunk):
+            with ledger.adding(
+                batch, request.task_type.name, chunk, plan.universe if i == 0 else ()
+            ):
                 pipeline.enqueue_units(chunk)
             ids.extend(u.id for u in chunk)
         return Enqueued(batch, plan, ids)

@@ -45,8 +45,8 @@ class AlreadyRunning(NeoError):
 
     exit_code = EXIT_ALREADY_RUNNING
 
-    def __init__(self, pid: int, data_dir: str):
-        super().__init__(f"neo is already running (supervisor pid {pid}) for {data_dir}")
+    def __init__(self, pid: int, data_dir: str, message: str = ""):
+        super().__init__(message or f"neo is already running (supervisor pid {pid}) for {data_dir}")
         self.pid = pid
 
 

@@ -17,7 +17,7 @@ from neo_cli.dates import today
 from neo_cli.db.database import Database
 from neo_cli.db.saver import BatchSaver
 from neo_cli.download import Downloader, RetryPolicy, attempt
-from neo_cli.errors import InputError, NeoError
+from neo_cli.errors import DatabaseUnavailable, InputError, NeoError
 from neo_cli.ledger import Ledger
 from neo_cli.limits.local import LocalLimiter
 from neo_cli.metrics import Recorder
@@ -82,7 +82,7 @@ def run_inline(
             PlanOptions.from_settings(settings),
         )
         result = InlineResult(batch, plan)
-        with ledger.adding(batch, request.task_type.name, plan.units):
+        with ledger.adding(batch, request.task_type.name, plan.units, plan.universe):
             pass
         work = list(plan.units)
         while work:
@@ -114,7 +114,7 @@ def run_inline(
             result.saved += 1
             progress(unit, f"{n} rows")
         if not saver.close(deadline=30):
-            raise InputError(f"could not save to {paths.database}: {saver.last_error}")
+            raise DatabaseUnavailable(f"could not save to {paths.database}: {saver.last_error}")
         return result
     finally:
         rt.provider.close()

@@ -39,6 +39,7 @@ from neo_cli.units import Unit
 
 LIVE = ("queued", "retrying", "saving")
 STATES = (*LIVE, "saved", "dead", "split")
+_LIVE_SQL = "('queued', 'retrying', 'saving')"
 
 _DDL = """
 create table if not exists units (
@@ -60,7 +61,7 @@ create table if not exists units (
 create index if not exists units_state on units (state, api);
 create index if not exists units_batch on units (batch);
 create index if not exists units_live on units (api, codes)
-    where state in ('queued', 'retrying', 'saving');
+    where state in ('queued', 'retrying', 'saving');  -- _LIVE_SQL
 create table if not exists batches (
     id text primary key, task_type text not null, created real not null, units integer not null
 );
@@ -72,6 +73,9 @@ create table if not exists symbols (
     ts_code text primary key, name text, list_status text, list_date text, delist_date text
 );
 create table if not exists tables (api text primary key, rows integer not null, updated real);
+create table if not exists batch_symbols (
+    batch text not null, ts_code text not null, primary key (batch, ts_code)
+);
 """
 
 
@@ -133,111 +137,122 @@ class Ledger:
         with self._lock:
             return self._conn.execute(sql, tuple(params)).fetchall()
 
+    @staticmethod
+    def _by_ids(conn: sqlite3.Connection, sql: str, ids: Iterable[str], *head: Any) -> int:
+        """Run `sql` (with `{ids}` for the placeholders) over ids in chunks; rows changed."""
+        ids = list(ids)
+        changed = 0
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            changed += conn.execute(sql.format(ids=marks), (*head, *chunk)).rowcount
+        return changed
+
+    def _insert(
+        self, conn: sqlite3.Connection, units: Iterable[Unit], ignore: bool = False
+    ) -> None:
+        now = self.clock()
+        conn.executemany(
+            "insert into units (id, batch, api, codes, params, priority, state, created,"
+            " updated) values (?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
+            + (" on conflict (id) do nothing" if ignore else ""),
+            [
+                (
+                    u.id,
+                    u.batch,
+                    u.api,
+                    ",".join(u.codes),
+                    json.dumps(u.params),
+                    u.priority,
+                    now,
+                    now,
+                )
+                for u in units
+            ],
+        )
+
+    def _ensure(self, conn: sqlite3.Connection, unit: Unit) -> None:
+        """Record a unit that reached a worker without a ledger row (see `adding`)."""
+        self._insert(conn, [unit], ignore=True)
+
     # -- enqueue ----------------------------------------------------------------------------
 
     def live_codes(self, api: str) -> set[str]:
         """Symbols with a unit of `api` still on its way (for "already queued")."""
         out: set[str] = set()
         for (codes,) in self._rows(
-            "select codes from units where api = ? and state in ('queued','retrying','saving')",
-            (api,),
+            f"select codes from units where api = ? and state in {_LIVE_SQL}", (api,)
         ):
             out.update(c for c in codes.split(",") if c)
         return out
 
     def live_count(self, api: str | None = None) -> int:
         """Units still on their way (of one interface, or all)."""
-        sql = "select count(*) from units where state in ('queued','retrying','saving')"
+        sql = f"select count(*) from units where state in {_LIVE_SQL}"
         return self._rows(sql + " and api = ?", (api,))[0][0] if api else self._rows(sql)[0][0]
 
     @contextmanager
-    def adding(self, batch: str, task_type: str, units: list[Unit]) -> Iterator[None]:
+    def adding(
+        self, batch: str, task_type: str, units: list[Unit], universe: Iterable[str] = ()
+    ) -> Iterator[None]:
         """Record `units` in one transaction that commits only if the body (which enqueues
         them) returns: a unit is never recorded without its task, and a task enqueued without
-        its record (a crash after the queue commit) is recorded by the worker that runs it."""
-        now = self.clock()
+        its record (a crash after the queue commit) is recorded by the worker that runs it.
+        `universe`: the symbols a whole-market unit of this batch may save rows for."""
         with self._tx() as conn:
             conn.execute(
                 "insert into batches (id, task_type, created, units) values (?, ?, ?, ?) "
                 "on conflict (id) do update set units = units + excluded.units",
-                (batch, task_type, now, len(units)),
+                (batch, task_type, self.clock(), len(units)),
             )
             conn.executemany(
-                "insert into units (id, batch, api, codes, params, priority, state, created,"
-                " updated) values (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                [
-                    (
-                        u.id,
-                        u.batch,
-                        u.api,
-                        ",".join(u.codes),
-                        json.dumps(u.params),
-                        u.priority,
-                        now,
-                        now,
-                    )
-                    for u in units
-                ],
+                "insert or ignore into batch_symbols (batch, ts_code) values (?, ?)",
+                [(batch, code) for code in universe],
+            )
+            self._insert(conn, units)
+            yield
+
+    def universe(self, batch: str) -> set[str]:
+        return {
+            c for (c,) in self._rows("select ts_code from batch_symbols where batch = ?", (batch,))
+        }
+
+    @contextmanager
+    def reviving(self, unit_ids: Iterable[str]) -> Iterator[None]:
+        """Dead units sent back, attempts counted afresh; commits only if the body (which
+        enqueues them) returns, like `adding`."""
+        with self._tx() as conn:
+            self._by_ids(
+                conn,
+                "update units set state = 'queued', attempts = 0, save_id = null,"
+                " updated = ? where state = 'dead' and id in ({ids})",
+                unit_ids,
+                self.clock(),
             )
             yield
 
     # -- fast consumer ----------------------------------------------------------------------
 
-    def _ensure(self, conn: sqlite3.Connection, unit: Unit) -> None:
-        """Record a unit that reached a worker without a ledger row (see `adding`)."""
-        now = self.clock()
-        conn.execute(
-            "insert into units (id, batch, api, codes, params, priority, state, created,"
-            " updated) values (?, ?, ?, ?, ?, ?, 'queued', ?, ?) on conflict (id) do nothing",
-            (
-                unit.id,
-                unit.batch,
-                unit.api,
-                ",".join(unit.codes),
-                json.dumps(unit.params),
-                unit.priority,
-                now,
-                now,
-            ),
-        )
-
     def split(self, unit: Unit, children: list[Unit]) -> None:
         """Replace a packed unit with one unit per symbol, in one transaction."""
-        now = self.clock()
         with self._tx() as conn:
             self._ensure(conn, unit)
-            conn.executemany(
-                "insert into units (id, batch, api, codes, params, priority, state, created,"
-                " updated) values (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                [
-                    (
-                        u.id,
-                        u.batch,
-                        u.api,
-                        ",".join(u.codes),
-                        json.dumps(u.params),
-                        u.priority,
-                        now,
-                        now,
-                    )
-                    for u in children
-                ],
-            )
+            self._insert(conn, children)
             conn.execute(
-                "update units set state = 'split', updated = ? where id = ?", (now, unit.id)
+                "update units set state = 'split', updated = ? where id = ?",
+                (self.clock(), unit.id),
             )
 
     def attempt_failed(self, unit: Unit, error: str, error_class: str) -> int:
         """Count a failed attempt; return the attempts made so far."""
-        unit_id = unit.id
         with self._tx() as conn:
             self._ensure(conn, unit)
             conn.execute(
                 "update units set attempts = attempts + 1, state = 'retrying', error = ?,"
                 " error_class = ?, updated = ? where id = ? and state in ('queued','retrying')",
-                (error, error_class, self.clock(), unit_id),
+                (error, error_class, self.clock(), unit.id),
             )
-            row = conn.execute("select attempts from units where id = ?", (unit_id,)).fetchone()
+            row = conn.execute("select attempts from units where id = ?", (unit.id,)).fetchone()
         return row[0] if row else 0
 
     def note(self, unit: Unit, error: str, error_class: str) -> None:
@@ -251,27 +266,49 @@ class Ledger:
 
     def mark_saving(self, unit: Unit, save_id: str | None, rows: int) -> None:
         """The unit's data is on the slow queue (or there was none: then it is saved)."""
-        state = "saving" if save_id else "saved"
-        unit_id = unit.id
         with self._tx() as conn:
             self._ensure(conn, unit)
             conn.execute(
                 "update units set state = ?, save_id = ?, rows = ?, error = null,"
                 " error_class = null, updated = ? where id = ? and state in ('queued','retrying')",
-                (state, save_id, rows, self.clock(), unit_id),
+                ("saving" if save_id else "saved", save_id, rows, self.clock(), unit.id),
             )
 
     def mark_dead(self, unit: Unit, error: str, error_class: str) -> None:
-        unit_id = unit.id
         with self._tx() as conn:
             self._ensure(conn, unit)
             conn.execute(
                 "update units set state = 'dead', error = ?, error_class = ?, updated = ?"
                 " where id = ? and state != 'saved'",
-                (error, error_class, self.clock(), unit_id),
+                (error, error_class, self.clock(), unit.id),
             )
 
     # -- slow consumer: one transaction per committed flush ----------------------------------
+
+    def _advance(
+        self,
+        conn: sqlite3.Connection,
+        watermarks: Mapping[str, Mapping[str, str]],
+        symbols: Iterable[tuple[str, str, str, str, str]],
+        table_rows: Mapping[str, int] | None,
+    ) -> None:
+        for api, marks in watermarks.items():
+            conn.executemany(
+                "insert into watermarks (api, ts_code, last_date) values (?, ?, ?)"
+                " on conflict (api, ts_code) do update set"
+                " last_date = max(last_date, excluded.last_date)",
+                [(api, code, day) for code, day in marks.items()],
+            )
+        conn.executemany(
+            "insert or replace into symbols (ts_code, name, list_status, list_date,"
+            " delist_date) values (?, ?, ?, ?, ?)",
+            list(symbols),
+        )
+        for api, n in (table_rows or {}).items():
+            conn.execute(
+                "insert or replace into tables (api, rows, updated) values (?, ?, ?)",
+                (api, n, self.clock()),
+            )
 
     def record_flush(
         self,
@@ -281,34 +318,16 @@ class Ledger:
         table_rows: Mapping[str, int] | None = None,
     ) -> None:
         """After a DuckDB commit: mark units saved and move the catalog forward."""
-        now = self.clock()
-        ids = list(unit_ids)
         with self._tx() as conn:
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                conn.execute(
-                    f"update units set state = 'saved', error = null, error_class = null,"
-                    f" updated = ? where id in ({','.join('?' * len(chunk))})"
-                    f" and state != 'dead'",
-                    (now, *chunk),
-                )
-            for api, marks in watermarks.items():
-                conn.executemany(
-                    "insert into watermarks (api, ts_code, last_date) values (?, ?, ?)"
-                    " on conflict (api, ts_code) do update set"
-                    " last_date = max(last_date, excluded.last_date)",
-                    [(api, code, day) for code, day in marks.items()],
-                )
-            conn.executemany(
-                "insert or replace into symbols (ts_code, name, list_status, list_date,"
-                " delist_date) values (?, ?, ?, ?, ?)",
-                list(symbols),
+            self._by_ids(
+                conn,
+                "update units set state = 'saved', error = null,"
+                " error_class = null, updated = ? where id in ({ids})"
+                " and state != 'dead'",
+                unit_ids,
+                self.clock(),
             )
-            for api, n in (table_rows or {}).items():
-                conn.execute(
-                    "insert or replace into tables (api, rows, updated) values (?, ?, ?)",
-                    (api, n, now),
-                )
+            self._advance(conn, watermarks, symbols, table_rows)
 
     def rebuild_catalog(
         self,
@@ -316,12 +335,12 @@ class Ledger:
         symbols: Iterable[tuple[str, str, str, str, str]],
         table_rows: Mapping[str, int],
     ) -> None:
-        """Replace the catalog with what the database really holds."""
+        """Replace the catalog with what the database really holds, in one transaction:
+        a reader never sees it empty."""
         with self._tx() as conn:
-            conn.execute("delete from watermarks")
-            conn.execute("delete from symbols")
-            conn.execute("delete from tables")
-        self.record_flush((), watermarks, symbols, table_rows)
+            for table in ("watermarks", "symbols", "tables"):
+                conn.execute(f"delete from {table}")
+            self._advance(conn, watermarks, symbols, table_rows)
 
     # -- catalog reads ------------------------------------------------------------------------
 
@@ -346,58 +365,43 @@ class Ledger:
     # -- recovery, inspection, dead letters --------------------------------------------------
 
     def live_units(self, states: Iterable[str] = LIVE) -> list[UnitRecord]:
-        return self._records("state in ({})", list(states))
+        st = list(states)
+        return self._records(f"state in ({','.join('?' * len(st))})", st)
 
     def requeued(self, unit_ids: Iterable[str]) -> None:
         """Units whose task was enqueued again: back to queued, keeping their attempts."""
-        ids = list(unit_ids)
         with self._tx() as conn:
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                conn.execute(
-                    f"update units set state = 'queued', save_id = null, updated = ?"
-                    f" where state in ('queued', 'retrying', 'saving')"
-                    f" and id in ({','.join('?' * len(chunk))})",
-                    (self.clock(), *chunk),
-                )
+            self._by_ids(
+                conn,
+                "update units set state = 'queued', save_id = null, updated = ?"
+                f" where state in {_LIVE_SQL} and id in ({{ids}})",
+                unit_ids,
+                self.clock(),
+            )
 
     def revive(self, unit_ids: Iterable[str]) -> None:
         """Dead units sent back for another try: attempts start again."""
-        ids = list(unit_ids)
-        with self._tx() as conn:
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                conn.execute(
-                    f"update units set state = 'queued', attempts = 0, save_id = null,"
-                    f" updated = ? where state = 'dead' and id in ({','.join('?' * len(chunk))})",
-                    (self.clock(), *chunk),
-                )
+        with self.reviving(unit_ids):
+            pass
 
     def purge(self, unit_ids: Iterable[str]) -> int:
-        ids = list(unit_ids)
-        n = 0
         with self._tx() as conn:
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                n += conn.execute(
-                    f"delete from units where state = 'dead' and id in"
-                    f" ({','.join('?' * len(chunk))})",
-                    chunk,
-                ).rowcount
-        return n
+            return self._by_ids(
+                conn, "delete from units where state = 'dead' and id in ({ids})", unit_ids
+            )
 
     def dead(self, api: str | None = None) -> list[UnitRecord]:
         if api:
-            return self._records("state = 'dead' and api = ?", [api], plain=True)
-        return self._records("state = 'dead'", [], plain=True)
+            return self._records("state = 'dead' and api = ?", [api])
+        return self._records("state = 'dead'", [])
 
     def get(self, unit_id: str) -> UnitRecord | None:
-        found = self._records("id = ?", [unit_id], plain=True)
+        found = self._records("id = ?", [unit_id])
         return found[0] if found else None
 
     def find(self, prefix: str, limit: int = 10) -> list[UnitRecord]:
         """Units whose id starts with `prefix` (ids are long; users type the start)."""
-        return self._records("id like ? order by id limit ?", [prefix + "%", limit], plain=True)
+        return self._records("id like ? order by id limit ?", [prefix + "%", limit])
 
     def batch(self, batch_id: str) -> tuple[str, float, dict[str, int]] | None:
         """(task_type, created, {state: count}) of one enqueue."""
@@ -418,9 +422,7 @@ class Ledger:
             out.setdefault(api, {})[state] = n
         return out
 
-    def _records(self, where: str, params: list[Any], plain: bool = False) -> list[UnitRecord]:
-        if not plain:
-            where = where.format(",".join("?" * len(params)))
+    def _records(self, where: str, params: list[Any]) -> list[UnitRecord]:
         rows = self._rows(
             "select id, batch, api, codes, params, priority, state, attempts, rows, save_id,"
             f" error, error_class, created, updated from units where {where}",
@@ -438,7 +440,7 @@ class Ledger:
                 ),
                 state=state,
                 attempts=attempts,
-                rows=rows_,
+                rows=n,
                 save_id=save_id,
                 error=error,
                 error_class=error_class,
@@ -454,7 +456,7 @@ class Ledger:
                 prio,
                 state,
                 attempts,
-                rows_,
+                n,
                 save_id,
                 error,
                 error_class,

@@ -11,6 +11,7 @@ in `COUNTERS` so the status view and the docs agree.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -159,13 +160,16 @@ class Recorder:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - the heartbeat must go on
+                logging.getLogger("neo.metrics").exception("metrics flush failed")
 
     def flush(self) -> None:
         if self.store is None:
             return
         sampled = {}
-        for name, probe in self.probes.items():
+        for name, probe in list(self.probes.items()):
             try:
                 sampled[name] = probe()
             except Exception as exc:  # noqa: BLE001 - a probe must not stop the flush

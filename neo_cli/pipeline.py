@@ -11,6 +11,7 @@ runs it (`attach_fast`, `attach_slow`); a process that only enqueues attaches no
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,6 +25,9 @@ from neo_cli.paths import Paths
 from neo_cli.queues.factory import make_huey
 from neo_cli.tasktypes import DATASETS
 from neo_cli.units import Unit
+
+log = logging.getLogger("neo.tasks")
+LATER = 30.0  # seconds before a download that hit an unexpected error runs again
 
 if TYPE_CHECKING:
     from neo_cli.db.saver import BatchSaver
@@ -118,6 +122,17 @@ class Pipeline:
         if rt is None:
             raise RuntimeError("download task ran in a process without a fast runtime")
         unit = Unit.from_dict(unit_dict)
+        try:
+            self._download_unit(rt, api, unit)
+        except RetryTask:
+            raise
+        except Exception:  # noqa: BLE001
+            # Huey already deleted this task: letting the error out would lose it until the
+            # next start. Try again in a while instead (the ledger busy, a queue write failed).
+            log.exception("%s: could not finish; trying again in %.0fs", unit.describe(), LATER)
+            raise RetryTask(delay=LATER) from None
+
+    def _download_unit(self, rt: Downloader, api: str, unit: Unit) -> None:
         outcome = attempt(rt, unit)
         if outcome.retry_in is not None:
             raise RetryTask(delay=outcome.retry_in)

@@ -93,6 +93,8 @@ class Plan:
     symbols: int = 0
     # Per interface, every strategy priced, the chosen one first.
     choices: dict[str, list[Strategy]] = field(default_factory=dict)
+    # The symbols whole-market units may save rows for (empty when none were chosen).
+    universe: list[str] = field(default_factory=list)
 
 
 TradingDays = Callable[[str, str], "list[str] | None"]
@@ -189,4 +191,6 @@ def make_plan(
         priced.sort(key=lambda st: st.calls)  # stable: per-symbol wins ties
         plan.choices[api] = priced
         plan.units += priced[0].units
+        if priced[0].name == "whole-market":
+            plan.universe = list(ranges)
     return plan

@@ -91,9 +91,9 @@ class SupervisorLock:
         self._fd = None
 
 
-def lock_is_held(paths: Paths) -> bool:
-    """True while some process holds the supervisor lock for this data directory."""
-    path = paths.run / "supervisor.lock"
+def lock_is_held(paths: Paths, name: str = "supervisor") -> bool:
+    """True while some process holds `run/<name>.lock` (the supervisor's, or a consumer's)."""
+    path = paths.run / f"{name}.lock"
     if not path.exists():
         return False
     fd = os.open(path, os.O_RDONLY)
@@ -104,6 +104,21 @@ def lock_is_held(paths: Paths) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def hold(paths: Paths, name: str, on_wait=None) -> int:
+    """Take `run/<name>.lock` for the life of this process, waiting while another holds it.
+
+    Each consumer holds one: a consumer still draining after its supervisor died finishes
+    before its successor starts, so two never call the API or write the database at once."""
+    fd = os.open(paths.run / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        if on_wait:
+            on_wait()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -62,7 +62,10 @@ def collect(
     now = time.time()
     running = paths.run.exists() and lock_is_held(paths)
     state = read_state(paths) if running else None
-    pipeline = pipeline or Pipeline(settings)
+    # A health check must not create what it checks: no data directory, nothing queued.
+    exists = paths.root.exists()
+    if pipeline is None and exists:
+        pipeline = Pipeline(settings)
 
     gauges: dict[str, dict[str, tuple[Any, float]]] = {}
     window: dict[tuple[str, str], int] = {}
@@ -83,8 +86,9 @@ def collect(
 
     queues = {}
     by_kind: dict[str, dict[str, tuple[int, int]]] = {}
-    for name, huey in (("fast", pipeline.fast), ("slow", pipeline.slow)):
-        counts = huey.storage.counts_by_kind()
+    for name in ("fast", "slow"):
+        huey = getattr(pipeline, name, None)
+        counts = huey.storage.counts_by_kind() if huey is not None else {}
         by_kind[name] = counts
         queues[name] = {
             "pending": sum(p for p, _ in counts.values()),

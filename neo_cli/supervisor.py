@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from neo_cli import config
 from neo_cli.config import Settings
+from neo_cli.errors import NeoError
 from neo_cli.ledger import Ledger
 from neo_cli.metrics import MetricsStore
 from neo_cli.paths import Paths
@@ -92,6 +93,7 @@ class Consumer:
     quick_failures: int = 0
     last_exit: int | None = None
     reason: str = ""
+    output: str = ""  # the last lines it printed, when it failed
     restart_at: float | None = None
     log: str = ""
     _proc: Any = field(default=None, repr=False)
@@ -160,7 +162,7 @@ class Supervisor:
                 stdout=out,
                 stderr=out,
                 start_new_session=True,  # no terminal signals; we signal it ourselves
-                env={**os.environ, "TUSHARE_TOKEN": self.settings.token},
+                env=config.child_env(self.settings),
             )
         finally:
             out.close()
@@ -252,12 +254,14 @@ class Supervisor:
         if c.quick_failures >= self.policy.max_quick_failures:
             c.state = "failed"
             tail = log_tail(self.paths.logs / f"{c.queue}.stderr") or log_tail(Path(c.log))
+            last = tail.strip().splitlines()[-1] if tail.strip() else ""
             c.reason = (
                 f"{what}, {c.quick_failures} times in a row within "
-                f"{self.policy.min_uptime:.0f}s of starting; not restarting."
-                + (f" Last output:\n{tail}" if tail else "")
+                f"{self.policy.min_uptime:.0f}s of starting; not restarting"
+                + (f" (last output: {last})" if last else "")
             )
-            log.error("%s consumer failed: %s", c.queue, c.reason)
+            c.output = tail
+            log.error("%s consumer failed: %s\n%s", c.queue, c.reason, tail)
             return
         delay = self.policy.delay(max(1, c.quick_failures), self.rng)
         c.state = "backoff"
@@ -387,8 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", required=True)  # on the command line so pid checks see it
     parser.add_argument("--stop-timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
-    settings = config.restore(json.loads(args.settings.read_text()))
-    return serve(settings, args.stop_timeout)
+    try:
+        settings = config.restore(json.loads(args.settings.read_text()))
+        return serve(settings, args.stop_timeout)
+    except NeoError as exc:
+        print(f"neo supervisor: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -336,6 +336,9 @@ def test_data_directory_that_cannot_be_written(home, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     home.configure(paths={"data_dir": str(blocker / "data")})
-    for args in (["start"], ["enqueue", "-t", "stock_basic"], ["status"]):
+    for args in (["start"], ["enqueue", "-t", "stock_basic"]):
         text = one_line_error(home.cli(*args))
         assert f"data directory {blocker / 'data'} is not writable" in text
+    # A health check does not create what it checks: it reports neo stopped.
+    assert home.cli("status").exit_code == EXIT_NOT_RUNNING
+    assert not (blocker / "data").exists()

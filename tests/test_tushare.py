@@ -127,36 +127,56 @@ def test_calendar_from_trade_cal(server):
     assert days == server.market.trade_dates("20261101", "20261120")
 
 
+@pytest.fixture
+def small_daily_cap():
+    """The planner's caps are the real API's; a server that cuts at 50 must be noticed from
+    the row count alone when has_more is not set."""
+    import neo_cli.tasktypes as tt
+
+    real = tt.DATASETS["daily"]
+    tt.DATASETS["daily"] = tt.Dataset(**{**real.__dict__, "row_cap": 50})
+    yield
+    tt.DATASETS["daily"] = real
+
+
 @pytest.mark.parametrize("has_more", [False, True])
-def test_paging_past_a_small_row_cap_gets_every_row(has_more):
+def test_paging_past_a_small_row_cap_gets_every_row(has_more, small_daily_cap):
     with TushareServer(token=TOKEN, row_caps={"daily": 50}, has_more_flag=has_more) as srv:
         p = provider(srv.url)
+        params = {"ts_code": "000001.SZ", "start_date": "20260101", "end_date": "20261120"}
+        unit = Unit("daily", params, ("000001.SZ",))
+        limiter = LocalLimiter("daily", 100_000, margin=0.0)
+        reply = fetch(p, limiter, unit, Recorder(None, "t"))
+        want = {(r["ts_code"], r["trade_date"]) for r in srv.market.rows("daily", params)}
+        assert {(row[0], row[1]) for row in reply.items} == want
+        assert srv.stats()["apis"]["daily"]["accepted"] >= len(want) // 50
+
+
+def test_a_packed_reply_at_the_row_cap_is_asked_again_per_symbol(small_daily_cap, tmp_path):
+    import random as rnd
+
+    from neo_cli.download import Downloader, RetryPolicy, attempt
+    from neo_cli.ledger import Ledger
+
+    with TushareServer(token=TOKEN, row_caps={"daily": 50}) as srv:
+        ledger = Ledger(tmp_path / "ledger.db")
+        rt = Downloader(
+            provider(srv.url),
+            {"daily": LocalLimiter("daily", 100_000, margin=0)},
+            ledger,
+            Recorder(None, "t"),
+            RetryPolicy(3, 1, 1, rnd.Random(1)),
+        )
+        codes = ("000001.SZ", "600000.SH")
         unit = Unit(
             "daily",
-            {"ts_code": "000001.SZ,600000.SH", "start_date": "20260101", "end_date": "20261120"},
-            ("000001.SZ", "600000.SH"),
+            {"ts_code": ",".join(codes), "start_date": "20260101", "end_date": "20261120"},
+            codes,
         )
-        limiter = LocalLimiter("daily", 100_000, margin=0.0)
-        # The planner's caps are the real API's; this server cuts at 50, which neo must notice
-        # from the row count alone when has_more is not set.
-        import neo_cli.tasktypes as tt
-
-        real = tt.DAILY
-        tt.DATASETS["daily"] = tt.Dataset(**{**real.__dict__, "row_cap": 50})
-        try:
-            reply = fetch(p, limiter, unit, Recorder(None, "t"))
-        finally:
-            tt.DATASETS["daily"] = real
-        want = {
-            (r["ts_code"], r["trade_date"])
-            for code in ("000001.SZ", "600000.SH")
-            for r in srv.market.rows(
-                "daily", {"ts_code": code, "start_date": "20260101", "end_date": "20261120"}
-            )
-        }
-        got = {(row[0], row[1]) for row in reply.items}
-        assert got == want
-        assert srv.stats()["apis"]["daily"]["accepted"] > len(want) // 50
+        out = attempt(rt, unit)
+        ledger.close()
+    assert [u.codes for u in out.split] == [(c,) for c in codes]
+    assert [u.params["ts_code"] for u in out.split] == list(codes)
 
 
 # -- real consumers against the server ------------------------------------------------------------

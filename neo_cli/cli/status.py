@@ -180,7 +180,7 @@ def status(
     """
     settings = settings_for(config_file)
     sampler = ProcessSampler()
-    pipeline = Pipeline(settings)
+    pipeline = Pipeline(settings) if settings.data_dir.exists() else None
     data = collect(settings, sampler, pipeline)
     if as_json:
         out.print_json(json.dumps(data))
@@ -192,6 +192,8 @@ def status(
         with Live(render(data), console=out, refresh_per_second=4, screen=False) as live:
             while not (until_idle and idle(data)):
                 time.sleep(interval)
+                if pipeline is None and settings.data_dir.exists():
+                    pipeline = Pipeline(settings)
                 data = collect(settings, sampler, pipeline)
                 live.update(render(data))
     except KeyboardInterrupt:
@@ -204,6 +206,8 @@ def idle(data: dict[str, Any]) -> bool:
     """Nothing left to do — or nothing that will do it: stopped, or a consumer failed."""
     if not data["running"] or any(p["state"] == "failed" for p in data["processes"].values()):
         return True
+    if any(str(t["paused"]).startswith("stopped") for t in data["task_types"].values()):
+        return True  # calls stopped (bad token, no permission): waiting would be forever
     return data["units_in_progress"] == 0 and all(
         q["pending"] + q["scheduled"] + q["in_flight"] == 0 for q in data["queues"].values()
     )

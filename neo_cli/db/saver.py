@@ -61,6 +61,7 @@ class BatchSaver:
         self._cond = threading.Condition()
         self._groups: dict[str, _Group] = defaultdict(_Group)
         self._buffered = 0
+        self._flushing = 0
         self._stopping = False
         self._failures = 0
         self._retry_at = 0.0
@@ -82,7 +83,8 @@ class BatchSaver:
 
     @property
     def buffered_rows(self) -> int:
-        return self._buffered
+        """Rows held in memory: buffered, plus those of a flush still being written."""
+        return self._buffered + self._flushing
 
     @property
     def healthy(self) -> bool:
@@ -105,6 +107,7 @@ class BatchSaver:
     def _take(self) -> dict[str, _Group]:
         taken = {api: g for api, g in self._groups.items() if g.parts}
         self._groups = defaultdict(_Group)
+        self._flushing = self._buffered
         self._buffered = 0
         return taken
 
@@ -149,6 +152,7 @@ class BatchSaver:
                 str(exc) if isinstance(exc, DatabaseUnavailable) else f"{type(exc).__name__}: {exc}"
             )
             with self._cond:
+                self._flushing = 0
                 self._put_back(taken)
                 self._failures += 1
                 delay = min(self.retry_max, self.retry_base * 2 ** (self._failures - 1))
@@ -166,6 +170,7 @@ class BatchSaver:
             )
             return False
         with self._cond:
+            self._flushing = 0
             self._failures = 0
             self.last_error = ""
         self.recorder.gauge("db_error", "")
@@ -195,15 +200,26 @@ class BatchSaver:
         unit_ids = [p.unit_id for parts in taken.values() for p in parts]
         symbols = [s for r in results.values() for s in r.symbols]
         marks = {api: r.watermarks for api, r in results.items() if r.watermarks}
-        # The rows are committed: the ledger update must land too, or recovery re-downloads
-        # them (harmless, since saves are idempotent, but wasteful). Retry it briefly.
-        for attempt in range(5):
+        # The rows are committed: the ledger must say so, or the units stay "saving" until a
+        # restart re-downloads them. Keep trying (the flusher waits meanwhile, so nothing
+        # else is written past an unrecorded flush); give up only when stopping.
+        attempt = 0
+        while True:
             try:
                 self.ledger.record_flush(unit_ids, marks, symbols, self._table_rows)
                 break
             except Exception as exc:  # noqa: BLE001
-                log.warning("ledger update after flush failed (%s), attempt %d", exc, attempt + 1)
-                self.sleep(0.5 * (attempt + 1))
+                attempt += 1
+                if self._stopping and attempt >= 3:
+                    log.error(
+                        "ledger update after flush failed (%s); its %d units will be "
+                        "downloaded again at the next start",
+                        exc,
+                        len(unit_ids),
+                    )
+                    break
+                log.warning("ledger update after flush failed (%s), attempt %d", exc, attempt)
+                self.sleep(min(30.0, 0.5 * 2**attempt))
         rows = 0
         for api, r in results.items():
             self.recorder.incr(api, "rows", r.rows)

@@ -99,11 +99,13 @@ class Limiter(ABC):
             if self._claims:
                 self._claims.popleft()
 
-    def acquire(self, max_wait: float | None = None) -> float:
+    def acquire(self, max_wait: float | None = None, claimed: bool = True) -> float:
         """Wait for a slot and return the time waited; raise SlotTooFar rather than wait
-        longer than `max_wait` (default: the lookahead plus one slot)."""
+        longer than `max_wait` (default: the lookahead plus one slot). `claimed`: the caller's
+        task was counted by `claim()` when it was taken (its first call, not its next page)."""
         limit = self.lookahead + self.spacing if max_wait is None else max_wait
-        self._unclaim()
+        if claimed:
+            self._unclaim()
         start = self.clock()
         deadline = start + limit
         while True:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from neo_cli.errors import InputError, PermanentError, RateLimited, TransientError
+from neo_cli.errors import AuthError, InputError, PermanentError, RateLimited, TransientError
 from neo_cli.providers.base import Provider, Reply, classify
 
 
@@ -82,7 +82,13 @@ class TushareProvider(Provider):
         if status >= 500:
             raise TransientError(f"HTTP {status} {response.reason_phrase}", api)
         if status in (401, 403):
-            raise PermanentError(f"HTTP {status} {response.reason_phrase}", api)
+            raise AuthError(f"HTTP {status} {response.reason_phrase}: is the token right?", api)
+        if status in (404, 405):
+            raise AuthError(
+                f"HTTP {status} {response.reason_phrase}: is [provider.tushare] url {self.url} "
+                "the API's address?",
+                api,
+            )
         if not 200 <= status < 300:
             raise PermanentError(f"HTTP {status} {response.reason_phrase}", api)
         try:
