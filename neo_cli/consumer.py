@@ -14,7 +14,6 @@ import json
 import logging
 import logging.handlers
 import os
-import random
 import signal
 import sys
 import threading
@@ -24,18 +23,16 @@ from pathlib import Path
 import psutil
 from huey import signals as S
 
-from neo_cli import config
+from neo_cli import config, logs
 from neo_cli.db.database import Database
 from neo_cli.db.saver import BatchSaver
 from neo_cli.db.writer import catalog
-from neo_cli.download import Downloader, RetryPolicy
+from neo_cli.download import build_downloader
 from neo_cli.errors import DatabaseUnavailable, NeoError
 from neo_cli.ledger import Ledger
-from neo_cli.limits.local import LocalLimiter
 from neo_cli.metrics import MetricsStore, Recorder
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline, SlowRuntime
-from neo_cli.providers import build_provider
 from neo_cli.runstate import hold
 from neo_cli.tasktypes import DATASETS
 
@@ -43,22 +40,6 @@ EXIT_SETTINGS = 3
 EXIT_DATABASE = 4
 
 log = logging.getLogger("neo.consumer")
-
-
-def setup_logging(paths: Paths, name: str) -> None:
-    handler = logging.handlers.RotatingFileHandler(
-        paths.log_file(name), maxBytes=10 * 2**20, backupCount=5, encoding="utf-8"
-    )
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    # Huey logs every task at INFO; at tens of tasks a second that drowns what matters.
-    logging.getLogger("huey").setLevel(logging.WARNING)
-    for chatty in ("httpx", "httpcore"):  # a line per request would rotate real errors away
-        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def count_signals(pipeline_huey, recorder: Recorder, queue: str) -> None:
@@ -101,24 +82,11 @@ class Throttle:
 
 def run_fast(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) -> int:
     v = settings.values
-    limits = settings.rate_limits
-    lim = v["limiter"]
-    limiters = {
-        api: LocalLimiter(
-            api, limits[api], margin=lim["margin_seconds"], lookahead=lim["lookahead_seconds"]
-        )
-        for api in DATASETS
-    }
-    provider = build_provider(settings)
     ledger = Ledger(pipeline.paths.ledger)
-    retry = RetryPolicy(
-        v["retry"]["max_attempts"],
-        v["retry"]["base_delay"],
-        v["retry"]["max_delay"],
-        random.Random(),
-    )
+    downloader = build_downloader(settings, ledger, recorder)
+    limiters, provider = downloader.limiters, downloader.provider
     pipeline.attach_fast(
-        Downloader(provider, limiters, ledger, recorder, retry),
+        downloader,
         Throttle(pipeline, v["fast"]["max_save_backlog"], v["fast"]["min_free_memory_mb"]),
     )
     recorder.probes["paused"] = lambda: {
@@ -228,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_SETTINGS
     paths = Paths(settings.data_dir).ensure()
-    setup_logging(paths, args.queue)
+    logs.to_file(paths, args.queue)
     hold(
         paths,
         args.queue,

@@ -121,6 +121,33 @@ class Downloader:
     universes: dict[str, set[str]] = field(default_factory=dict)  # batch -> planned symbols
 
 
+def build_downloader(settings, ledger: Ledger, recorder: Recorder) -> Downloader:
+    """The provider, one limiter per interface and the retry policy the settings describe.
+
+    Each limiter starts one slot from now: this process cannot know when its predecessor
+    (a consumer just restarted, or stopped before an inline run) made its last call, and a
+    one-slot wait keeps even a 1-call-a-minute interface inside its window."""
+    from neo_cli.limits.local import LocalLimiter
+    from neo_cli.providers import build_provider
+
+    v = settings.values
+    lim = v["limiter"]
+    limiters = {}
+    for api, n in settings.rate_limits.items():
+        limiter = LocalLimiter(
+            api, n, margin=lim["margin_seconds"], lookahead=lim["lookahead_seconds"]
+        )
+        limiter.pause_until(limiter.clock() + limiter.spacing, "starting: one slot's wait")
+        limiters[api] = limiter
+    retry = RetryPolicy(
+        v["retry"]["max_attempts"],
+        v["retry"]["base_delay"],
+        v["retry"]["max_delay"],
+        random.Random(),
+    )
+    return Downloader(build_provider(settings), limiters, ledger, recorder, retry)
+
+
 @dataclass
 class Outcome:
     """How one attempt at a unit ended: rows to save, a wait before the next attempt, or dead."""

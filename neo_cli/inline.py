@@ -7,7 +7,6 @@ cut short is finished by the next `neo start`.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,14 +15,12 @@ from neo_cli.config import Settings
 from neo_cli.dates import today
 from neo_cli.db.database import Database
 from neo_cli.db.saver import BatchSaver
-from neo_cli.download import Downloader, RetryPolicy, attempt
+from neo_cli.download import attempt, build_downloader
 from neo_cli.errors import DatabaseUnavailable, InputError, NeoError
 from neo_cli.ledger import Ledger
-from neo_cli.limits.local import LocalLimiter
 from neo_cli.metrics import Recorder
 from neo_cli.paths import Paths
 from neo_cli.planner import Plan, PlanOptions, Request, make_plan
-from neo_cli.providers import build_provider
 from neo_cli.runstate import lock_is_held
 from neo_cli.units import Unit, new_batch_id
 
@@ -35,22 +32,6 @@ class InlineResult:
     saved: int = 0
     rows: int = 0
     dead: int = 0
-
-
-def build_downloader(settings: Settings, ledger: Ledger, recorder: Recorder) -> Downloader:
-    v = settings.values
-    lim = v["limiter"]
-    limiters = {
-        api: LocalLimiter(api, n, margin=lim["margin_seconds"], lookahead=lim["lookahead_seconds"])
-        for api, n in settings.rate_limits.items()
-    }
-    retry = RetryPolicy(
-        v["retry"]["max_attempts"],
-        v["retry"]["base_delay"],
-        v["retry"]["max_delay"],
-        random.Random(),
-    )
-    return Downloader(build_provider(settings), limiters, ledger, recorder, retry)
 
 
 def run_inline(

@@ -73,7 +73,10 @@ class Pipeline:
 
     def enqueue_units(self, units: Iterable[Unit]) -> int:
         """Put download tasks on the fast queue in one storage transaction."""
-        items = [(self.fast.serialize_task(self.download_task(u)), u.priority) for u in units]
+        items = [
+            (self.fast.serialize_task(self.download_task(u)), u.priority, u.api, u.id)
+            for u in units
+        ]
         return self.fast.storage.enqueue_many(items)
 
     def fast_backlog(self) -> int:

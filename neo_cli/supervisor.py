@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from neo_cli import config
+from neo_cli import config, logs
 from neo_cli.config import Settings
 from neo_cli.errors import NeoError
 from neo_cli.ledger import Ledger
@@ -332,24 +332,13 @@ class Supervisor:
         )
 
 
-def setup_logging(paths: Paths) -> None:
-    handler = logging.handlers.RotatingFileHandler(
-        paths.log_file("supervisor"), maxBytes=5 * 2**20, backupCount=3, encoding="utf-8"
-    )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-
-
 def serve(settings: Settings, stop_timeout: float, foreground: bool = False) -> int:
     """Run a supervisor in this process until it is told to stop (SIGTERM, SIGINT)."""
     paths = Paths(settings.data_dir).ensure()
     lock = SupervisorLock(paths)
     lock.acquire()
     try:
-        if not foreground:
-            setup_logging(paths)
+        logs.to_file(paths, "supervisor", also_stderr=foreground)
         (paths.run / "stop.json").unlink(missing_ok=True)
         from neo_cli.runstate import write_atomic
 

@@ -140,8 +140,7 @@ def enqueue(
         out.print(f"follow it with: neo task {done.batch}")
 
 
-def _minutes(calls: int, limit: int) -> str:
-    seconds = calls / limit * 60
+def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f}s"
     if seconds < 3600:
@@ -150,28 +149,29 @@ def _minutes(calls: int, limit: int) -> str:
 
 
 def show_plan(kind: str, plan, limits: dict[str, int]) -> None:
+    """Each interface's strategies with their calls and time at its limit; the chosen first."""
     out.print(f"dry run: {kind} for {plan.symbols or 'the whole'} symbol(s); nothing enqueued")
-    longest = 0.0
+    seconds = {}  # per interface, at its limit
     for api, priced in plan.choices.items():
-        chosen = priced[0]
-        limit = limits[api]
-        longest = max(longest, chosen.calls / limit * 60)
+        chosen, limit = priced[0], limits[api]
+        seconds[api] = chosen.calls / limit * 60
         out.print(
             f"{api}: {chosen.calls:,} call(s) with {chosen.name} ({chosen.note}), "
-            f"about {_minutes(chosen.calls, limit)} at {limit}/min"
+            f"about {_duration(seconds[api])} at {limit}/min"
         )
         for strategy in priced:
             mark = "  <- chosen" if strategy is chosen else ""
             out.print(
                 f"    {strategy.name:<13} {strategy.calls:>8,} calls  "
-                f"{_minutes(strategy.calls, limit):>7}{mark}"
+                f"{_duration(strategy.calls / limit * 60):>7}{mark}"
             )
-    for api in {u.api for u in plan.units} - set(plan.choices):  # stock_basic
+    for api in sorted({u.api for u in plan.units} - set(plan.choices)):  # stock_basic
         n = sum(u.api == api for u in plan.units)
-        longest = max(longest, n / limits[api] * 60)
-        out.print(f"{api}: {n} call(s), about {_minutes(n, limits[api])} at {limits[api]}/min")
+        seconds[api] = n / limits[api] * 60
+        out.print(f"{api}: {n} call(s), about {_duration(seconds[api])} at {limits[api]}/min")
     out.print(f"skipped {plan.queued} already queued, {plan.current} up to date")
+    longest = max(seconds.values(), default=0.0)
     out.print(
-        f"total {len(plan.units):,} call(s); about {_minutes(int(longest), 60)} with every "
-        "interface at its limit (interfaces run side by side)"
+        f"total {len(plan.units):,} call(s); about {_duration(longest)} with every "
+        "interface at its limit (they run side by side)"
     )

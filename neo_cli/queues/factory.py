@@ -21,10 +21,21 @@ def describe(data: bytes) -> tuple[str, str]:
     return str(kind), str(message.id)
 
 
+class NeoHuey(Huey):
+    """Huey, telling its storage the kind and id of each task it serializes."""
+
+    def serialize_task(self, task):
+        data = super().serialize_task(task)
+        hint = getattr(self.storage, "hint", None)
+        if hint is not None:
+            hint(data, str(task.args[0]) if task.args else "", str(task.id))
+        return data
+
+
 def make_huey(name: str, *, storage: str, path: Path, kinds: Sequence[str], fsync: bool) -> Huey:
     """A Huey instance named `name` (`fast` or `slow`) on the configured storage."""
     if storage == "sqlite":
-        return Huey(
+        return NeoHuey(
             name,
             results=False,
             storage_class=KindSqliteStorage,

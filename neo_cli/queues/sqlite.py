@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 
 from huey.storage import SqliteStorage
@@ -48,11 +49,23 @@ class KindSqliteStorage(SqliteStorage):
     ]
 
     def __init__(self, name: str, *, describe: Describe, kinds: Sequence[str], **kwargs):
-        self.describe = describe
+        self._describe = describe
+        self._hint = threading.local()
         self.kinds = tuple(kinds)
         self.gate: Gate = lambda: None
         self.taken: Callable[[str], None] = lambda kind: None  # told what each dequeue took
         super().__init__(name, **kwargs)
+
+    def hint(self, data: bytes, kind: str, tid: str) -> None:
+        """What the task just serialized in this thread is: spares unpickling it again (a save
+        task carries thousands of rows) to learn its kind and id."""
+        self._hint.value = (data, kind, tid)
+
+    def describe(self, data: bytes) -> tuple[str, str]:
+        hint = getattr(self._hint, "value", None)
+        if hint is not None and hint[0] is data:
+            return hint[1], hint[2]
+        return self._describe(data)
 
     def enqueue(self, data, priority=None):
         kind, tid = self.describe(data)
@@ -62,12 +75,12 @@ class KindSqliteStorage(SqliteStorage):
             commit=True,
         )
 
-    def enqueue_many(self, items: Iterable[tuple[bytes, float | None]]) -> int:
-        """Enqueue many serialized tasks in one transaction; return how many."""
-        rows = []
-        for data, priority in items:
-            kind, tid = self.describe(data)
-            rows.append((self.name, self.to_blob(data), priority or 0, kind, tid))
+    def enqueue_many(self, items: Iterable[tuple[bytes, float | None, str, str]]) -> int:
+        """Enqueue many serialized tasks — (data, priority, kind, id) — in one transaction."""
+        rows = [
+            (self.name, self.to_blob(data), priority or 0, kind, tid)
+            for data, priority, kind, tid in items
+        ]
         with self.db(commit=True) as curs:
             curs.executemany(
                 "insert into task (queue, data, priority, kind, tid) values (?, ?, ?, ?, ?)",
@@ -79,6 +92,9 @@ class KindSqliteStorage(SqliteStorage):
         allowed = self.gate()
         kinds = self.kinds if allowed is None else tuple(allowed)
         if not kinds:
+            return None
+        # A cheap look before the exclusive lock: fifty idle workers poll this.
+        if not self.sql("select 1 from task where queue = ? limit 1", (self.name,), results=True):
             return None
         with self.db(commit=True) as curs:
             best = None  # (priority, id, data): highest priority, then oldest, across kinds
