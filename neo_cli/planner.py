@@ -148,6 +148,14 @@ def make_plan(
                 "no symbols: the stock_basic table is empty. Fill it first with "
                 "`neo enqueue --task-type stock_basic` (and let it save), or pass --symbols"
             )
+        # A stock delisted since the last run is no longer listed, but its last days are
+        # still owed: finish the history of any delisted symbol already partly saved.
+        marks = {api: ledger.watermarks(api) for api in request.task_type.datasets}
+        codes += [
+            code
+            for code, _, delisted in ledger.symbols(("D",))
+            if delisted and any(code in m and m[code] < delisted for m in marks.values())
+        ]
     else:
         codes = request.symbols
     plan.symbols = len(codes)

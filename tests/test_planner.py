@@ -412,3 +412,28 @@ def test_symbols_file_with_a_byte_order_mark(tmp_path: Path) -> None:
     path = tmp_path / "codes.txt"
     path.write_text("000001.SZ\n600000.SH\n", encoding="utf-8-sig")
     assert read_symbols_file(path) == [A, B]
+
+
+def test_a_symbol_delisted_since_the_last_run_gets_its_last_days(tmp_path) -> None:
+    ledger = Ledger(tmp_path / "ledger.db")
+    try:
+        ledger.record_flush(
+            [],
+            {"daily": {"000010.SZ": "20240301", "000011.SZ": "20240620"}},
+            [
+                ("000010.SZ", "x", "D", "19950101", "20240315"),
+                ("000011.SZ", "y", "D", "19950101", "20240620"),
+                ("000012.SZ", "z", "D", "19950101", "20200101"),
+                ("000001.SZ", "a", "L", "19950101", None),
+            ],
+        )
+        p = make_plan(Request(task_type("daily")), ledger, TODAY, "b1", options=PER_SYMBOL)
+        spans = sorted(
+            (u.codes[0], u.params["start_date"], u.params["end_date"])
+            for u in p.units
+            if u.codes[0] != "000001.SZ"
+        )
+        # 000010: saved to 0301, delisted 0315; 000011 complete; 000012 never saved: not ours.
+        assert spans == [("000010.SZ", "20240302", "20240315")]
+    finally:
+        ledger.close()
