@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from neo_cli.errors import InputError
+from neo_cli.inputs import read_input
 from neo_cli.tasktypes import DATASETS
 
 DEFAULT_CONFIG = Path("configs") / "neo.toml"
@@ -96,6 +97,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "workers": Key(4, int, 1, 64),
         "batch_size": Key(1000, int, 1, 10_000_000),
         "batch_timeout": Key(30.0, float, 0.01, 86_400),
+        "idle_flush": Key(2.0, float, 0.01, 86_400),
         "memory_limit": Key("512MB"),
     },
     "retry": {
@@ -301,19 +303,13 @@ def load(
 
 
 def _read_toml(path: Path, origin: str) -> dict[str, Any]:
+    data = read_input(path, "config file", origin)
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise InputError(f"config file {path} (from {origin}) does not exist") from None
-    except IsADirectoryError:
-        raise InputError(f"config file {path} (from {origin}) is a directory, not a file") from None
-    except PermissionError:
-        raise InputError(f"config file {path} (from {origin}) is not readable") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"config file {path} is not valid TOML: {exc}") from None
+        return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise InputError(f"config file {path} is not valid TOML: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"config file {path} is not valid TOML: {exc}") from None
 
 
 _FLAGS: dict[str, str] = {}

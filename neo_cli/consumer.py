@@ -114,6 +114,7 @@ def run_slow(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) 
         recorder,
         batch_size=v["slow"]["batch_size"],
         batch_timeout=v["slow"]["batch_timeout"],
+        idle_flush=v["slow"]["idle_flush"],
     ).start()
     pipeline.attach_slow(
         SlowRuntime(saver, recorder), max_buffered_rows=max(5 * v["slow"]["batch_size"], 50_000)

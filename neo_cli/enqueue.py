@@ -11,12 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from neo_cli.config import Settings
-from neo_cli.dates import today
 from neo_cli.errors import QueueFull
 from neo_cli.ledger import Ledger
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
-from neo_cli.planner import Plan, PlanOptions, Request, make_plan
+from neo_cli.planner import Plan, Request, plan_for
 from neo_cli.providers import build_provider
 from neo_cli.units import new_batch_id
 
@@ -36,14 +35,7 @@ def dry_run(settings: Settings, request: Request) -> Plan:
     ledger = Ledger(paths.ledger)
     provider = build_provider(settings)
     try:
-        return make_plan(
-            request,
-            ledger,
-            today(),
-            "dry-run",
-            provider.trading_days,
-            PlanOptions.from_settings(settings),
-        )
+        return plan_for(settings, request, ledger, provider, "dry-run")
     finally:
         provider.close()
         ledger.close()
@@ -64,14 +56,7 @@ def enqueue(
     provider = build_provider(settings)
     try:
         batch = new_batch_id()
-        plan = make_plan(
-            request,
-            ledger,
-            today(),
-            batch,
-            provider.trading_days,
-            PlanOptions.from_settings(settings),
-        )
+        plan = plan_for(settings, request, ledger, provider, batch)
         limit = settings.values["queue"]["max_pending"]
         ids: list[str] = []
         units = plan.units

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from neo_cli.config import Settings
-from neo_cli.dates import today
 from neo_cli.db.database import Database
 from neo_cli.db.saver import BatchSaver
 from neo_cli.download import attempt, build_downloader
@@ -20,7 +19,7 @@ from neo_cli.errors import DatabaseUnavailable, InputError, NeoError
 from neo_cli.ledger import Ledger
 from neo_cli.metrics import Recorder
 from neo_cli.paths import Paths
-from neo_cli.planner import Plan, PlanOptions, Request, make_plan
+from neo_cli.planner import Plan, Request, plan_for
 from neo_cli.runstate import lock_is_held
 from neo_cli.units import Unit, new_batch_id
 
@@ -54,14 +53,7 @@ def run_inline(
     saver = BatchSaver(database, ledger, recorder, batch_size=10**9, batch_timeout=10**9)
     try:
         batch = new_batch_id()
-        plan = make_plan(
-            request,
-            ledger,
-            today(),
-            batch,
-            rt.provider.trading_days,
-            PlanOptions.from_settings(settings),
-        )
+        plan = plan_for(settings, request, ledger, rt.provider, batch)
         result = InlineResult(batch, plan)
         with ledger.adding(batch, request.task_type.name, plan.units, plan.universe):
             pass

@@ -44,19 +44,15 @@ class Pipeline:
         self.settings = settings
         self.paths = Paths(settings.data_dir).ensure()
         q = settings.values["queue"]
-        self.fast = make_huey(
-            "fast",
-            storage=q["storage"],
-            path=self.paths.queue_file("fast"),
-            kinds=list(DATASETS),
-            fsync=q["fsync"],
-        )
-        self.slow = make_huey(
-            "slow",
-            storage=q["storage"],
-            path=self.paths.queue_file("slow"),
-            kinds=list(DATASETS),
-            fsync=q["fsync"],
+        self.fast, self.slow = (
+            make_huey(
+                name,
+                storage=q["storage"],
+                path=self.paths.queue_file(name),
+                kinds=list(DATASETS),
+                fsync=q["fsync"],
+            )
+            for name in ("fast", "slow")
         )
         self.download = self.fast.task(name="download")(self._download)
         self.save = self.slow.task(name="save")(self._save)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from neo_cli.dates import EARLIEST, fmt, plus
 from neo_cli.errors import InputError
+from neo_cli.inputs import read_input
 from neo_cli.ledger import Ledger
 from neo_cli.strategies import (
     ALL,
@@ -56,13 +57,7 @@ def parse_symbols(text: str) -> list[str]:
 def read_symbols_file(path: Path) -> list[str]:
     """One code a line; blank lines and `#` comments ignored."""
     try:
-        text = path.read_text(encoding="utf-8-sig")  # Excel and Notepad write a BOM
-    except FileNotFoundError:
-        raise InputError(f"symbols file {path} does not exist") from None
-    except IsADirectoryError:
-        raise InputError(f"symbols file {path} is a directory, not a file") from None
-    except PermissionError:
-        raise InputError(f"symbols file {path} is not readable") from None
+        text = read_input(path, "symbols file").decode("utf-8-sig")  # Excel writes a BOM
     except UnicodeDecodeError:
         raise InputError(f"symbols file {path} is not UTF-8 text") from None
     codes = []
@@ -112,6 +107,15 @@ class PlanOptions:
     def from_settings(cls, settings) -> PlanOptions:
         v = settings.values["plan"]
         return cls(v["multi_symbol"], v["whole_market"], v["max_codes_per_call"])
+
+
+def plan_for(settings, request: Request, ledger: Ledger, provider, batch: str) -> Plan:
+    """`make_plan` with today's date, the provider's calendar and the settings' [plan]."""
+    from neo_cli.dates import today
+
+    return make_plan(
+        request, ledger, today(), batch, provider.trading_days, PlanOptions.from_settings(settings)
+    )
 
 
 def make_plan(

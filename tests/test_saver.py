@@ -410,3 +410,24 @@ def test_an_overdue_batch_that_fails_retries_after_the_back_off(
     assert saver._due_in(clock()) == 0.0
     assert saver.flush() is False
     assert saver._due_in(clock()) == 1.0  # retry_base, not batch_timeout (30 s)
+
+
+def test_an_idle_saver_writes_a_partial_batch_once_rows_stop_coming(db, ledger, recorder, clock):
+    saver = BatchSaver(
+        db, ledger, recorder, batch_size=1000, batch_timeout=30.0, idle_flush=2.0, clock=clock
+    )
+    saver.add("daily", DAILY.fields, daily_rows(A, ["20240102"]), "u1")
+    assert saver._due_in(clock.now) == pytest.approx(2.0)
+    clock.now += 1.5
+    saver.add("daily", DAILY.fields, daily_rows(B, ["20240102"]), "u2")  # more arrive
+    assert saver._due_in(clock.now) == pytest.approx(2.0)
+    clock.now += 2.0
+    assert saver._due_in(clock.now) == 0.0
+    # Under a steady stream the oldest rows still go out at batch_timeout.
+    busy = BatchSaver(
+        db, ledger, recorder, batch_size=1000, batch_timeout=3.0, idle_flush=2.0, clock=clock
+    )
+    for i in range(4):
+        busy.add("daily", DAILY.fields, daily_rows(A, [f"2024010{i + 2}"]), f"b{i}")
+        clock.now += 1.0
+    assert busy._due_in(clock.now) == 0.0

@@ -34,6 +34,7 @@ class _Group:
     parts: list[Part] = field(default_factory=list)
     rows: int = 0
     since: float = 0.0  # when its oldest part arrived
+    last: float = 0.0  # when its newest part arrived
 
 
 class BatchSaver:
@@ -45,6 +46,7 @@ class BatchSaver:
         *,
         batch_size: int,
         batch_timeout: float,
+        idle_flush: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] = time.sleep,
         retry_base: float = 1.0,
@@ -55,6 +57,7 @@ class BatchSaver:
         self.recorder = recorder
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
+        self.idle_flush = batch_timeout if idle_flush is None else min(idle_flush, batch_timeout)
         self.clock = clock
         self.sleep = sleep
         self.retry_base, self.retry_max = retry_base, retry_max
@@ -75,6 +78,7 @@ class BatchSaver:
             group = self._groups[api]
             if not group.parts:
                 group.since = self.clock()
+            group.last = self.clock()
             group.parts.append(Part(tuple(fields), items, unit_id))
             group.rows += len(items)
             self._buffered += len(items)
@@ -93,13 +97,17 @@ class BatchSaver:
     # -- the flusher --------------------------------------------------------------------------
 
     def _due_in(self, now: float) -> float:
-        """Seconds until the next flush is due (0 = now); inf when nothing is buffered."""
+        """Seconds until the next flush is due (0 = now); inf when nothing is buffered.
+
+        A table's rows are due at `batch_size` rows, or `batch_timeout` after the oldest
+        arrived — or `idle_flush` after the newest, when no more are coming: batching pays
+        under load, and an idle saver has no reason to sit on rows."""
         due = float("inf")
         for g in self._groups.values():
             if g.parts:
-                due = min(
-                    due, 0.0 if g.rows >= self.batch_size else g.since + self.batch_timeout - now
-                )
+                if g.rows >= self.batch_size:
+                    return 0.0 if not self._failures else max(0.0, self._retry_at - now)
+                due = min(due, g.since + self.batch_timeout - now, g.last + self.idle_flush - now)
         if self._failures:
             due = max(due, self._retry_at - now)
         return max(due, 0.0)
@@ -117,6 +125,7 @@ class BatchSaver:
         for api, old in taken.items():
             group = self._groups[api]
             group.since = min(old.since, group.since) if group.parts else old.since
+            group.last = max(old.last, group.last)
             group.parts[:0] = old.parts
             group.rows += old.rows
             self._buffered += old.rows
