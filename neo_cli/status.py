@@ -29,7 +29,7 @@ class ProcessSampler:
     def __init__(self):
         self._procs: dict[int, psutil.Process] = {}
 
-    def sample(self, pids: list[int], first_wait: float = 0.1) -> dict[int, dict[str, Any]]:
+    def sample(self, pids: list[int], first_wait: float = 0.05) -> dict[int, dict[str, Any]]:
         fresh = [p for p in pids if p not in self._procs]
         for pid in fresh:
             try:
