@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,59 @@ def assert_saved_exactly(
     finally:
         conn.close()
     return counts
+
+
+LOCK_HOLDER = """
+import sys, time, duckdb
+conn = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+hold = float(sys.argv[2])
+if hold < 0:
+    sys.stdin.read()
+else:
+    time.sleep(hold)
+conn.close()
+"""
+
+
+@contextmanager
+def locked_by_another_process(path: Path, hold: float = -1) -> Iterator[subprocess.Popen]:
+    """Another process holds `path` read-write: until we exit, or for `hold` seconds."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(path), str(hold)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        yield proc
+    finally:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Poll `predicate` until it returns something true; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status_of(home: Home) -> tuple[int, dict]:
+    """`neo status --json` as a subprocess: (exit code, data)."""
+    import json
+
+    proc = home.run("status", "--json")
+    return proc.returncode, json.loads(proc.stdout)

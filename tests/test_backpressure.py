@@ -4,13 +4,13 @@ database comes back everything drains, every row saved once."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import assert_saved_exactly
+from conftest import assert_saved_exactly, wait_for
+from conftest import status_of as status
 
 pytestmark = pytest.mark.slow
 
@@ -21,21 +21,6 @@ conn = duckdb.connect(sys.argv[1])
 print("holding", flush=True)
 sys.stdin.readline()
 """
-
-
-def status(home) -> tuple[int, dict]:
-    proc = home.run("status", "--json")
-    return proc.returncode, json.loads(proc.stdout)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_locked_database_pauses_saves_then_downloads_and_loses_nothing(home):

@@ -3,15 +3,13 @@ flush records, and that a failed flush keeps every row and writes it exactly onc
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import locked_by_another_process
 
 from neo_cli.db.database import Database
 from neo_cli.db.saver import BatchSaver
@@ -278,38 +276,6 @@ def test_a_failed_flush_keeps_every_row_backs_off_and_writes_them_once_later(
     assert recorder._counts[("daily", "rows")] == 5
     assert saver.flush() is True and count(db, "daily") == 5  # nothing left to write again
     assert saver._due_in(clock()) == float("inf")
-
-
-LOCK_HOLDER = """
-import sys, duckdb
-conn = duckdb.connect(sys.argv[1])
-print("locked", flush=True)
-sys.stdin.read()
-conn.close()
-"""
-
-
-@contextmanager
-def locked_by_another_process(path: Path) -> Iterator[subprocess.Popen]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-        yield proc
-    finally:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
 
 
 def test_a_file_locked_by_another_process_delays_the_flush(saver, db, ledger) -> None:

@@ -3,7 +3,6 @@ consumers die: restarts with back-off, gives up with a reason, kills on a stop t
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,6 +11,8 @@ import time
 
 import psutil
 import pytest
+from conftest import status_of as status
+from conftest import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -22,21 +23,6 @@ FAST_RESTARTS = {
     "stable_after": 5.0,
     "max_quick_failures": 3,
 }
-
-
-def status(home) -> tuple[int, dict]:
-    proc = home.run("status", "--json")
-    return proc.returncode, json.loads(proc.stdout)
-
-
-def wait_for(predicate, timeout: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_start_status_stop(home):

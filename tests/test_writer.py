@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import pytest
+from conftest import locked_by_another_process
 
 from neo_cli.db.database import Database
 from neo_cli.db.schema import QUARANTINE, all_ddl
@@ -436,42 +433,6 @@ def test_daily_qfq_follows_a_new_factor_without_rewriting_bars(db: Database) -> 
 
 
 # --------------------------------------------------------------------------- opening the file
-
-LOCK_HOLDER = """
-import sys, time, duckdb
-conn = duckdb.connect(sys.argv[1])
-print("locked", flush=True)
-hold = float(sys.argv[2])
-if hold < 0:
-    sys.stdin.read()
-else:
-    time.sleep(hold)
-conn.close()
-"""
-
-
-@contextmanager
-def locked_by_another_process(path: Path, hold: float = -1) -> Iterator[subprocess.Popen]:
-    """Another process holds `path` read-write: until we exit, or for `hold` seconds."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(path), str(hold)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-        yield proc
-    finally:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.close()
-        try:
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
 
 
 def test_reader_waits_for_another_process_to_release_the_file(db: Database) -> None:
