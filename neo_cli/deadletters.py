@@ -58,8 +58,9 @@ def retry(settings: Settings, ids: Iterable[str], everything: bool, api: str | N
     try:
         chosen = select(ledger, ids, everything, api)
         if chosen:
-            ledger.revive(r.unit.id for r in chosen)
-            Pipeline(settings).enqueue_units([r.unit for r in chosen])
+            # The ledger commits only once the queue has them, as for a fresh enqueue.
+            with ledger.reviving(r.unit.id for r in chosen):
+                Pipeline(settings).enqueue_units([r.unit for r in chosen])
         return len(chosen)
     finally:
         ledger.close()

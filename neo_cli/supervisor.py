@@ -353,10 +353,7 @@ def serve(settings: Settings, stop_timeout: float, foreground: bool = False) -> 
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         sup.open()
         try:
-            found = recover(sup._pipeline, sup._ledger)
-            if found.downloads or found.saves:
-                log.warning("at start: %s", found)
-            return sup.run()
+            return sup.run()  # starting each consumer recovers what its predecessor lost
         finally:
             sup.close()
     finally:
