@@ -137,7 +137,7 @@ def build_downloader(settings, ledger: Ledger, recorder: Recorder) -> Downloader
         limiter = LocalLimiter(
             api, n, margin=lim["margin_seconds"], lookahead=lim["lookahead_seconds"]
         )
-        limiter.pause_until(limiter.clock() + limiter.spacing, "starting: one slot's wait")
+        limiter.skip_slot()
         limiters[api] = limiter
     retry = RetryPolicy(
         v["retry"]["max_attempts"],

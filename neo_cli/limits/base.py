@@ -89,6 +89,10 @@ class Limiter(ABC):
             claimed = len(self._claims)
         return max(self.next_free(), now) + claimed * self.spacing - now < self.lookahead
 
+    def skip_slot(self) -> None:
+        """Spend the next slot without calling: the one a predecessor may just have used."""
+        self._reserve(self.clock(), float("inf"))
+
     def claim(self) -> None:
         """A worker took a task for this interface; its `acquire` follows shortly."""
         with self._lock:
