@@ -290,6 +290,9 @@ def test_inline_enqueue_saves_one_symbol(home):
     assert "0 task(s) saved" in again.output and "1 up to date" in again.output
     shown = home.cli("query", "select count(*) as n from daily")
     assert shown.exit_code == 0 and str(rows) in shown.output
+    csv = home.cli("query", "select ts_code, close from daily order by trade_date", "--csv")
+    lines = csv.output.splitlines()
+    assert lines[0] == "ts_code,close" and len(lines) == rows + 1
 
 
 # -- bad input at start: the database and the data directory ------------------------------------

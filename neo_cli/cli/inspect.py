@@ -120,6 +120,9 @@ def logs(
 def query(
     sql: Annotated[str, typer.Argument(help="A read-only SQL statement.")],
     limit: Annotated[int, typer.Option("--limit", min=1, help="Rows to print at most.")] = 50,
+    csv_out: Annotated[
+        bool, typer.Option("--csv", help="CSV on stdout, every row (for scripts).")
+    ] = False,
     config_file: ConfigOption = None,
 ) -> None:
     """Run SQL against the database, read-only (waits for a flush in progress).
@@ -139,6 +142,15 @@ def query(
         if cur.description is None:
             return
         names = [d[0] for d in cur.description]
+        if csv_out:
+            import csv
+            import sys
+
+            writer = csv.writer(sys.stdout)
+            writer.writerow(names)
+            while batch := cur.fetchmany(10_000):
+                writer.writerows(batch)
+            return
         rows = cur.fetchmany(limit + 1)
     table = Table(*names)
     for row in rows[:limit]:
