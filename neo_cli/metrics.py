@@ -123,10 +123,6 @@ class MetricsStore:
             out[process][name] = (json.loads(value), updated)
         return dict(out)
 
-    def clear_gauges(self, process: str) -> None:
-        with self._lock:
-            self._conn.execute("delete from gauges where process = ?", (process,))
-
 
 class Recorder:
     """Per-process counters and gauges, flushed to the store by a background thread."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,7 +135,3 @@ def read_state(paths: Paths) -> dict[str, Any] | None:
         return json.loads(paths.state_file.read_text())
     except (FileNotFoundError, ValueError):
         return None
-
-
-def now() -> float:
-    return time.time()

@@ -145,19 +145,3 @@ class KindSqliteStorage(SqliteStorage):
             results=True,
         )
         return {tid for (tid,) in rows}
-
-    def remove_ids(self, ids: Iterable[str]) -> int:
-        """Drop queued or scheduled tasks by id (dead-letter purges, tests)."""
-        ids = list(ids)
-        removed = 0
-        with self.db(commit=True) as curs:
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                for table in ("task", "schedule"):
-                    curs.execute(
-                        f"delete from {table} where queue = ? and tid in ({marks})",
-                        (self.name, *chunk),
-                    )
-                    removed += curs.rowcount
-        return removed
