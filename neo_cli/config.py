@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from neo_cli.errors import InputError
 from neo_cli.inputs import read_input
@@ -106,6 +107,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_delay": Key(120.0, float, 0, 86_400),
     },
     "limiter": {
+        "backend": Key("local", choices=("local", "redis")),
         "margin_seconds": Key(0.6, float, 0, 30),
         "lookahead_seconds": Key(1.0, float, 0.05, 60),
     },
@@ -145,9 +147,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "income": Key(200, int, 1, 1_000_000),
         "balancesheet": Key(200, int, 1, 1_000_000),
         "cashflow": Key(200, int, 1, 1_000_000),
+        "trade_cal": Key(100, int, 1, 1_000_000),  # the calendar the planner asks for
     },
 }
-assert set(SCHEMA["rate_limits"]) == set(DATASETS)
+assert set(SCHEMA["rate_limits"]) == {*DATASETS, "trade_cal"}
 
 
 @dataclass(frozen=True)
@@ -191,12 +194,12 @@ class Settings:
         """The settings with secrets masked, for display and for files under the data dir
         (a password in a URL included: redis://:pw@host)."""
         return {
-            s: {k: ("***" if SCHEMA[s][k].secret and v else _mask_url(v)) for k, v in kv.items()}
+            s: {k: ("***" if SCHEMA[s][k].secret and v else mask_url(v)) for k, v in kv.items()}
             for s, kv in self.values.items()
         }
 
 
-def _mask_url(value: Any) -> Any:
+def mask_url(value: Any) -> Any:
     if isinstance(value, str) and "://" in value and "@" in value:
         scheme, rest = value.split("://", 1)
         auth, _, host = rest.rpartition("@")
@@ -253,7 +256,28 @@ def _validate(raw: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str]) 
                     f"invalid [{section}] {name} = {shown} (from {origin}); "
                     f"allowed: {key.allowed()}"
                 ) from None
+    if "redis" in (values["queue"]["storage"], values["limiter"]["backend"]):
+        origin = sources.get("queue.redis_url", "defaults")
+        check_redis_url(values["queue"]["redis_url"], f"[queue] redis_url (from {origin})")
     return values
+
+
+def check_redis_url(url: str, what: str = "[queue] redis_url") -> str:
+    """Raise InputError unless `url` is a Redis URL the client can use."""
+    allowed = "redis://[:password@]host[:port][/db], rediss://… or unix:///path"
+    try:
+        parts = urlsplit(url)
+        ok = (parts.scheme in ("redis", "rediss") and bool(parts.hostname)) or (
+            parts.scheme == "unix" and bool(parts.path)
+        )
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        db = parts.path.strip("/")
+        ok = ok and (parts.scheme == "unix" or db == "" or db.isdigit())
+    except ValueError:
+        ok = False
+    if not ok:
+        raise InputError(f"invalid {what} = {mask_url(url)!r}; allowed: {allowed}")
+    return url
 
 
 ENV_KEYS: dict[str, str] = {"NEO_HOME": "paths.data_dir", "TUSHARE_TOKEN": "provider.tushare.token"}

@@ -18,6 +18,7 @@ from neo_cli import config
 from neo_cli.config import Settings
 from neo_cli.db.database import Database
 from neo_cli.errors import AlreadyRunning, NotRunning, StartFailed
+from neo_cli.limits import make_backend
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
 from neo_cli.runstate import lock_is_held, read_pid, read_state, write_atomic
@@ -55,6 +56,14 @@ def preflight(settings: Settings) -> Preflight:
     if paths.database.exists():
         with Database(paths.database).writer():
             pass  # raises DatabaseUnavailable: corrupt, unwritable, held by another program
+    backend = make_backend(settings)
+    try:
+        backend.check()  # raises LimiterUnavailable: Redis unreachable
+        # A new run tries the API again: a stop (bad token, no permission) seen by an earlier
+        # run is lifted here, and found again with one call if nothing was fixed.
+        backend.clear_stops()
+    finally:
+        backend.close()
     return Preflight(paths, notes)
 
 

@@ -13,12 +13,21 @@ from __future__ import annotations
 import logging
 import random
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from neo_cli.backoff import Backoff
 from neo_cli.dates import next_midnight
-from neo_cli.errors import AuthError, PermanentError, RateLimited, TransientError
+from neo_cli.errors import (
+    AuthError,
+    PermanentError,
+    RateLimited,
+    SlotTooFar,
+    SplitNeeded,
+    TransientError,
+)
 from neo_cli.ledger import Ledger
-from neo_cli.limits import Limiter, SlotTooFar
+from neo_cli.limits import Limiter, Limiters
 from neo_cli.metrics import Recorder
 from neo_cli.providers.base import Provider, Reply
 from neo_cli.strategies import ALL
@@ -97,8 +106,8 @@ def fetch(provider: Provider, limiter: Limiter, unit: Unit, recorder: Recorder) 
 
 @dataclass
 class RetryPolicy:
-    """Exponential back-off with full jitter: attempt n waits uniform(0, base * 2**(n-1)),
-    capped, so the retries of a burst of failures spread out instead of returning together."""
+    """At most `max_attempts`; attempt n waits uniform(0, base * 2**(n-1)), capped (full
+    jitter), so the retries of a burst of failures spread out instead of returning together."""
 
     max_attempts: int
     base_delay: float
@@ -106,7 +115,7 @@ class RetryPolicy:
     rng: random.Random
 
     def delay(self, attempt: int) -> float:
-        return self.rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+        return Backoff(self.base_delay, self.max_delay, jitter=True, rng=self.rng).delay(attempt)
 
 
 @dataclass
@@ -114,38 +123,33 @@ class Downloader:
     """What a download needs at run time; shared by every fast worker of a process."""
 
     provider: Provider
-    limiters: dict[str, Limiter]
+    limiters: Mapping[str, Limiter]
     ledger: Ledger
     recorder: Recorder
     retry: RetryPolicy
     universes: dict[str, set[str]] = field(default_factory=dict)  # batch -> planned symbols
 
 
-def build_downloader(settings, ledger: Ledger, recorder: Recorder) -> Downloader:
-    """The provider, one limiter per interface and the retry policy the settings describe.
-
-    Each limiter starts one slot from now: this process cannot know when its predecessor
-    (a consumer just restarted, or stopped before an inline run) made its last call, and a
-    one-slot wait keeps even a 1-call-a-minute interface inside its window."""
-    from neo_cli.limits.local import LocalLimiter
+def build_downloader(
+    settings, ledger: Ledger, recorder: Recorder, limiters: Limiters | None = None
+) -> Downloader:
+    """The provider, one limiter per interface on the configured backend (shared with every
+    other process on the same budget: see neo_cli.limits) and the retry policy the settings
+    describe. The provider's own one-off calls (the calendar) are paced by the same limiters."""
+    from neo_cli.limits import build_limiters
     from neo_cli.providers import build_provider
 
     v = settings.values
-    lim = v["limiter"]
-    limiters = {}
-    for api, n in settings.rate_limits.items():
-        limiter = LocalLimiter(
-            api, n, margin=lim["margin_seconds"], lookahead=lim["lookahead_seconds"]
-        )
-        limiter.skip_slot()
-        limiters[api] = limiter
+    limiters = limiters if limiters is not None else build_limiters(settings)
     retry = RetryPolicy(
         v["retry"]["max_attempts"],
         v["retry"]["base_delay"],
         v["retry"]["max_delay"],
         random.Random(),
     )
-    return Downloader(build_provider(settings), limiters, ledger, recorder, retry)
+    return Downloader(
+        build_provider(settings, pace=limiters.pace), limiters, ledger, recorder, retry
+    )
 
 
 @dataclass
@@ -187,10 +191,6 @@ def attempt(rt: Downloader, unit: Unit) -> Outcome:
     except Exception as exc:  # noqa: BLE001 - a bug must not lose the unit
         log.error("%s: unexpected error\n%s", unit.describe(), traceback.format_exc())
         return _transient(rt, unit, f"{type(exc).__name__}: {exc}", "internal")
-
-
-class SplitNeeded(Exception):
-    """Raised when a packed call must be asked for again one symbol at a time."""
 
 
 def _split(unit: Unit, why: str) -> Outcome:

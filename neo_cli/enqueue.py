@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from neo_cli.config import Settings
 from neo_cli.errors import QueueFull
 from neo_cli.ledger import Ledger
+from neo_cli.limits import build_limiters
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
 from neo_cli.planner import Plan, Request, plan_for
 from neo_cli.providers import build_provider
+from neo_cli.recovery import adopt_orphans
+from neo_cli.runstate import planning
 from neo_cli.units import new_batch_id
 
 CHUNK = 2000  # units per ledger+queue transaction
@@ -29,16 +32,29 @@ class Enqueued:
     ids: list[str]
 
 
+def _paced_provider(settings: Settings):
+    """The provider, its calendar calls paced by the shared limiters; raises
+    LimiterUnavailable before anything is planned when the limiter's store is unreachable."""
+    limiters = build_limiters(settings)
+    try:
+        limiters.backend.check()
+    except BaseException:
+        limiters.close()
+        raise
+    return build_provider(settings, pace=limiters.pace), limiters
+
+
 def dry_run(settings: Settings, request: Request) -> Plan:
     """The plan `enqueue` would make, with every strategy priced; nothing is recorded."""
     paths = Paths(settings.data_dir).ensure()
+    provider, limiters = _paced_provider(settings)
     ledger = Ledger(paths.ledger)
-    provider = build_provider(settings)
     try:
         return plan_for(settings, request, ledger, provider, "dry-run")
     finally:
         provider.close()
         ledger.close()
+        limiters.close()
 
 
 def enqueue(
@@ -52,32 +68,40 @@ def enqueue(
     """Plan and enqueue; raise QueueFull past `[queue] max_pending` unless `wait`."""
     paths = Paths(settings.data_dir).ensure()
     pipeline = Pipeline(settings)
+    provider, limiters = _paced_provider(settings)
     ledger = Ledger(paths.ledger, durable=True)
-    provider = build_provider(settings)
     try:
-        batch = new_batch_id()
-        plan = plan_for(settings, request, ledger, provider, batch)
-        limit = settings.values["queue"]["max_pending"]
-        ids: list[str] = []
-        units = plan.units
-        pending = pipeline.fast_backlog()
-        if units and not wait and pending + len(units) > limit:
-            raise QueueFull(pending, len(units), limit)
-        for i in range(0, len(units), CHUNK):
-            chunk = units[i : i + CHUNK]
-            while True:
-                pending = pipeline.fast_backlog()
-                if pending + len(chunk) <= limit:
-                    break
-                if on_wait:
-                    on_wait(pending, limit)
-                sleep(2.0)
-            with ledger.adding(
-                batch, request.task_type.name, chunk, plan.universe if i == 0 else ()
-            ):
-                pipeline.enqueue_units(chunk)
-            ids.extend(u.id for u in chunk)
-        return Enqueued(batch, plan, ids)
+        with planning(paths):
+            return _enqueue(settings, request, pipeline, ledger, provider, wait, on_wait, sleep)
     finally:
         provider.close()
         ledger.close()
+        limiters.close()
+
+
+def _enqueue(settings, request, pipeline, ledger, provider, wait, on_wait, sleep) -> Enqueued:
+    """Plan and enqueue, holding the planning lock."""
+    # Units an inline run that died was working are in no queue: hand them to the queues
+    # first, so the plan does not count them as on their way when nothing would come.
+    adopt_orphans(pipeline, ledger)
+    batch = new_batch_id()
+    plan = plan_for(settings, request, ledger, provider, batch)
+    limit = settings.values["queue"]["max_pending"]
+    ids: list[str] = []
+    units = plan.units
+    pending = pipeline.fast_backlog()
+    if units and not wait and pending + len(units) > limit:
+        raise QueueFull(pending, len(units), limit)
+    for i in range(0, len(units), CHUNK):
+        chunk = units[i : i + CHUNK]
+        while True:
+            pending = pipeline.fast_backlog()
+            if pending + len(chunk) <= limit:
+                break
+            if on_wait:
+                on_wait(pending, limit)
+            sleep(2.0)
+        with ledger.adding(batch, request.task_type.name, chunk, plan.universe if i == 0 else ()):
+            pipeline.enqueue_units(chunk)
+        ids.extend(u.id for u in chunk)
+    return Enqueued(batch, plan, ids)

@@ -7,6 +7,9 @@
     ├── StartFailed               a consumer did not come up                            (exit 5)
     ├── QueueFull                 enqueue would pass [queue] max_pending                (exit 6)
     ├── DatabaseUnavailable       the DuckDB file is locked, corrupt or unwritable      (exit 7)
+    ├── LimiterUnavailable        the shared rate limiter (Redis) cannot be reached     (exit 8)
+    ├── SlotTooFar                the next call slot is further away than a caller waits
+    ├── SplitNeeded               a packed call must be asked again one symbol at a time
     └── ProviderError             anything an API call ends with
         ├── TransientError        worth retrying: timeouts, resets, 5xx, malformed replies
         ├── RateLimited           the API said "too many calls"; pause, retry for free
@@ -26,6 +29,7 @@ EXIT_ALREADY_RUNNING = 4
 EXIT_UNHEALTHY = 5
 EXIT_QUEUE_FULL = 6
 EXIT_DATABASE = 7
+EXIT_LIMITER = 8
 
 
 class NeoError(Exception):
@@ -119,3 +123,27 @@ class AuthError(PermanentError):
     def __init__(self, message: str, api: str = "", scope: str = "token"):
         super().__init__(message, api)
         self.scope = scope
+
+
+class LimiterUnavailable(NeoError):
+    """Raised when the shared rate limiter's store (Redis) cannot be reached; `where` names it
+    with any password masked. The limiter fails closed: no slot, no call."""
+
+    exit_code = EXIT_LIMITER
+
+    def __init__(self, where: str, why: str = ""):
+        super().__init__(f"limiter: Redis unreachable at {where}" + (f" ({why})" if why else ""))
+        self.where, self.why = where, why
+
+
+class SlotTooFar(NeoError):
+    """Raised by a limiter's `acquire` when the next slot is further away than the caller
+    should sleep; `delay` is how long until it. The caller gives its worker back and retries."""
+
+    def __init__(self, api: str, delay: float, reason: str):
+        super().__init__(f"{api}: next call slot in {delay:.1f}s ({reason})")
+        self.api, self.delay, self.reason = api, delay, reason
+
+
+class SplitNeeded(NeoError):
+    """Raised when a packed call must be asked for again one symbol at a time."""

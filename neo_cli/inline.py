@@ -1,8 +1,12 @@
 """`neo enqueue --inline`: download and save in this process, without consumers.
 
 The eager mode for debugging one symbol: the same planner, limiter, download attempt and writer
-as the queues use, run one unit after another. The ledger records the units as usual, so a run
-cut short is finished by the next `neo start`.
+as the queues use, run one unit after another. Its calls spend the same budget as every other
+process on the token (the shared limiter), several inline runs may work at once (each plans
+under the planning lock, so they never plan the same units, and the database writers take
+turns), and the ledger records the units as owned by this run: recovery leaves them alone while
+it lives, and hands them to the queues when it is gone (a run cut short is finished by the next
+`neo enqueue` or `neo start`).
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from neo_cli.db.saver import BatchSaver
 from neo_cli.download import attempt, build_downloader
 from neo_cli.errors import DatabaseUnavailable, InputError, NeoError
 from neo_cli.ledger import Ledger
+from neo_cli.limits import build_limiters
 from neo_cli.metrics import Recorder
 from neo_cli.paths import Paths
 from neo_cli.planner import Plan, Request, plan_for
-from neo_cli.runstate import lock_is_held
+from neo_cli.runstate import Owner, lock_is_held, planning
 from neo_cli.units import Unit, new_batch_id
 
 
@@ -45,18 +50,24 @@ def run_inline(
             f"neo is running for {paths.root} and its slow consumer owns the database; "
             "enqueue without --inline, or `neo stop` first"
         )
+    limiters = build_limiters(settings)
+    limiters.backend.check()  # raises LimiterUnavailable: nothing planned, nothing called
+    owner = Owner(paths, "inline")
     ledger = Ledger(paths.ledger, durable=True)
     recorder = Recorder(None, "inline")
     database = Database(paths.database, memory_limit=settings.values["slow"]["memory_limit"])
-    database.ensure_schema()
-    rt = build_downloader(settings, ledger, recorder)
-    saver = BatchSaver(database, ledger, recorder, batch_size=10**9, batch_timeout=10**9)
+    rt = build_downloader(settings, ledger, recorder, limiters)
     try:
+        database.ensure_schema()
+        saver = BatchSaver(database, ledger, recorder, batch_size=10**9, batch_timeout=10**9)
         batch = new_batch_id()
-        plan = plan_for(settings, request, ledger, rt.provider, batch)
+        with planning(paths):
+            plan = plan_for(settings, request, ledger, rt.provider, batch)
+            with ledger.adding(
+                batch, request.task_type.name, plan.units, plan.universe, owner=owner.name
+            ):
+                pass
         result = InlineResult(batch, plan)
-        with ledger.adding(batch, request.task_type.name, plan.units, plan.universe):
-            pass
         work = list(plan.units)
         while work:
             unit = work.pop(0)
@@ -92,3 +103,5 @@ def run_inline(
     finally:
         rt.provider.close()
         ledger.close()
+        limiters.close()
+        owner.release()

@@ -56,7 +56,8 @@ create table if not exists units (
     error text,
     error_class text,
     created real not null,
-    updated real not null
+    updated real not null,
+    owner text  -- a live process that works the unit itself (an inline run); null: the queues
 );
 create index if not exists units_state on units (state, api);
 create index if not exists units_batch on units (batch);
@@ -105,6 +106,7 @@ class UnitRecord:
     error_class: str | None
     created: float
     updated: float
+    owner: str | None = None
 
 
 class Ledger:
@@ -116,6 +118,9 @@ class Ledger:
         self._lock = threading.RLock()
         self._conn = connect(path, durable)
         with self._lock:
+            columns = {r[1] for r in self._conn.execute("pragma table_info(units)")}
+            if columns and "owner" not in columns:  # a ledger from before owners
+                self._conn.execute("alter table units add column owner text")
             self._conn.executescript(_DDL)
 
     def close(self) -> None:
@@ -149,12 +154,16 @@ class Ledger:
         return changed
 
     def _insert(
-        self, conn: sqlite3.Connection, units: Iterable[Unit], ignore: bool = False
+        self,
+        conn: sqlite3.Connection,
+        units: Iterable[Unit],
+        ignore: bool = False,
+        owner: str | None = None,
     ) -> None:
         now = self.clock()
         conn.executemany(
             "insert into units (id, batch, api, codes, params, priority, state, created,"
-            " updated) values (?, ?, ?, ?, ?, ?, 'queued', ?, ?)"
+            " updated, owner) values (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)"
             + (" on conflict (id) do nothing" if ignore else ""),
             [
                 (
@@ -166,6 +175,7 @@ class Ledger:
                     u.priority,
                     now,
                     now,
+                    owner,
                 )
                 for u in units
             ],
@@ -193,12 +203,18 @@ class Ledger:
 
     @contextmanager
     def adding(
-        self, batch: str, task_type: str, units: list[Unit], universe: Iterable[str] = ()
+        self,
+        batch: str,
+        task_type: str,
+        units: list[Unit],
+        universe: Iterable[str] = (),
+        owner: str | None = None,
     ) -> Iterator[None]:
         """Record `units` in one transaction that commits only if the body (which enqueues
         them) returns: a unit is never recorded without its task, and a task enqueued without
         its record (a crash after the queue commit) is recorded by the worker that runs it.
-        `universe`: the symbols a whole-market unit of this batch may save rows for."""
+        `universe`: the symbols a whole-market unit of this batch may save rows for. `owner`:
+        the live process that works these units itself (recovery leaves them to it)."""
         with self._tx() as conn:
             conn.execute(
                 "insert into batches (id, task_type, created, units) values (?, ?, ?, ?) "
@@ -209,8 +225,22 @@ class Ledger:
                 "insert or ignore into batch_symbols (batch, ts_code) values (?, ?)",
                 [(batch, code) for code in universe],
             )
-            self._insert(conn, units)
+            self._insert(conn, units, owner=owner)
             yield
+
+    def owners(self) -> set[str]:
+        """Owners of units still on their way."""
+        return {
+            o
+            for (o,) in self._rows(
+                f"select distinct owner from units where state in {_LIVE_SQL} and owner is not null"
+            )
+        }
+
+    def disown(self, owner: str) -> None:
+        """`owner` is gone: its units belong to the queues from now on."""
+        with self._tx() as conn:
+            conn.execute("update units set owner = null where owner = ?", (owner,))
 
     def universe(self, batch: str) -> set[str]:
         return {
@@ -224,7 +254,7 @@ class Ledger:
         with self._tx() as conn:
             self._by_ids(
                 conn,
-                "update units set state = 'queued', attempts = 0, save_id = null,"
+                "update units set state = 'queued', attempts = 0, save_id = null, owner = null,"
                 " updated = ? where state = 'dead' and id in ({ids})",
                 unit_ids,
                 self.clock(),
@@ -237,7 +267,8 @@ class Ledger:
         """Replace a packed unit with one unit per symbol, in one transaction."""
         with self._tx() as conn:
             self._ensure(conn, unit)
-            self._insert(conn, children)
+            (owner,) = conn.execute("select owner from units where id = ?", (unit.id,)).fetchone()
+            self._insert(conn, children, owner=owner)  # the parent's owner works them too
             conn.execute(
                 "update units set state = 'split', updated = ? where id = ?",
                 (self.clock(), unit.id),
@@ -373,7 +404,7 @@ class Ledger:
         with self._tx() as conn:
             self._by_ids(
                 conn,
-                "update units set state = 'queued', save_id = null, updated = ?"
+                "update units set state = 'queued', save_id = null, owner = null, updated = ?"
                 f" where state in {_LIVE_SQL} and id in ({{ids}})",
                 unit_ids,
                 self.clock(),
@@ -425,7 +456,7 @@ class Ledger:
     def _records(self, where: str, params: list[Any]) -> list[UnitRecord]:
         rows = self._rows(
             "select id, batch, api, codes, params, priority, state, attempts, rows, save_id,"
-            f" error, error_class, created, updated from units where {where}",
+            f" error, error_class, created, updated, owner from units where {where}",
             params,
         )
         return [
@@ -446,6 +477,7 @@ class Ledger:
                 error_class=error_class,
                 created=created,
                 updated=updated,
+                owner=owner,
             )
             for (
                 uid,
@@ -462,5 +494,6 @@ class Ledger:
                 error_class,
                 created,
                 updated,
+                owner,
             ) in rows
         ]

@@ -29,6 +29,10 @@ class Paths:
         return self.root / "ledger.db"
 
     @property
+    def limiter(self) -> Path:
+        return self.root / "limiter.db"
+
+    @property
     def metrics(self) -> Path:
         return self.root / "metrics.db"
 

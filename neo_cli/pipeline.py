@@ -92,7 +92,7 @@ class Pipeline:
             runtime.recorder.gauge("throttled", reason)
             if reason:
                 return []
-            return [api for api, limiter in runtime.limiters.items() if limiter.ready()]
+            return [api for api in DATASETS if runtime.limiters[api].ready()]
 
         self.fast.storage.gate = gate
         self.fast.storage.taken = lambda api: runtime.limiters[api].claim()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import psutil
 
 from neo_cli.errors import AlreadyRunning, InputError
+from neo_cli.locks import FileLock
 from neo_cli.paths import Paths
 
 SUPERVISOR_MARK = "neo_cli.supervisor"
@@ -118,6 +120,40 @@ def hold(paths: Paths, name: str, on_wait=None) -> int:
             on_wait()
         fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
+
+
+class Owner:
+    """A name and a lock held for the life of a process that works units itself (an inline
+    run): while the lock is held the owner is alive, and the kernel drops it however the
+    process dies, so recovery can tell live work from lost work."""
+
+    def __init__(self, paths: Paths, kind: str):
+        (paths.run / "owners").mkdir(mode=0o700, exist_ok=True)
+        self.paths = paths
+        self.name = f"{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+        self._fd: int | None = hold(paths, f"owners/{self.name}")
+
+    def release(self) -> None:
+        if self._fd is not None:
+            (self.paths.run / "owners" / f"{self.name}.lock").unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> Owner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def owner_alive(paths: Paths, name: str) -> bool:
+    return lock_is_held(paths, f"owners/{name}")
+
+
+def planning(paths: Paths) -> FileLock:
+    """Held while a plan is made and recorded: two enqueues (or inline runs) at once never
+    plan the same units, because the second one sees the first's units as already queued."""
+    return FileLock(paths.run / "plan.lock")
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -12,7 +12,9 @@ from typing import Any
 import psutil
 
 from neo_cli.config import Settings
+from neo_cli.errors import LimiterUnavailable
 from neo_cli.ledger import Ledger
+from neo_cli.limits import make_backend
 from neo_cli.metrics import MetricsStore
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
@@ -53,6 +55,29 @@ class ProcessSampler:
             except psutil.Error:
                 self._procs.pop(pid, None)
         return out
+
+
+def limiter_view(settings: Settings, paths: Paths) -> tuple[dict[str, str], dict[str, str]]:
+    """({backend, error}, {api: why it is paused}) read from the shared limiter itself, so a
+    pause or stop seen by any process on the budget shows, consumers running or not. Quick:
+    never more than half a second on an unreachable Redis; creates nothing."""
+    kind = settings.values["limiter"]["backend"]
+    view = {"backend": kind, "error": ""}
+    if kind == "local" and not paths.limiter.exists():
+        return view, {}
+    paused: dict[str, str] = {}
+    backend = make_backend(settings, timeout=0.5)
+    try:
+        view["backend"] = backend.describe()
+        for api in DATASETS:
+            _, left, reason = backend.state(api)
+            if left > 0:
+                paused[api] = reason
+    except LimiterUnavailable as exc:
+        view["error"] = str(exc)
+    finally:
+        backend.close()
+    return view, paused
 
 
 def collect(
@@ -113,7 +138,9 @@ def collect(
         finally:
             ledger.close()
 
-    paused = live_gauge("fast", "paused", {}) or {}
+    limiter, paused = limiter_view(settings, paths)
+    if not limiter["error"]:
+        paused = {**(live_gauge("fast", "paused", {}) or {}), **paused}
     limits = settings.rate_limits
     types = {}
     eta = 0.0
@@ -188,6 +215,7 @@ def collect(
     healthy = (
         running
         and not stopped_apis
+        and not limiter["error"]
         and all(p["state"] == "running" for name, p in processes.items() if name != "supervisor")
     )
     db_error = live_gauge("slow", "db_error", "") or ""
@@ -198,6 +226,7 @@ def collect(
         "running": running,
         "healthy": bool(healthy and not db_error),
         "database_error": db_error,
+        "limiter": limiter,
         "queues": queues,
         "task_types": types,
         "processes": processes,

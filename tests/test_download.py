@@ -10,7 +10,7 @@ import pytest
 from neo_cli.download import Downloader, RetryPolicy, attempt, fetch
 from neo_cli.errors import AuthError, PermanentError, RateLimited, TransientError
 from neo_cli.ledger import Ledger
-from neo_cli.limits.local import LocalLimiter
+from neo_cli.limits.memory import memory_limiter
 from neo_cli.metrics import Recorder
 from neo_cli.providers.base import Provider, Reply, classify
 from neo_cli.tasktypes import DAILY, DATASETS
@@ -57,7 +57,8 @@ def ledger(tmp_path):
 
 def runtime(provider: Provider, ledger: Ledger, clock: Clock, max_attempts: int = 3):
     limiters = {
-        api: LocalLimiter(api, 600, margin=0.0, clock=clock, sleep=clock.sleep) for api in DATASETS
+        api: memory_limiter(api, 600, margin=0.0, clock=clock, sleep=clock.sleep)
+        for api in DATASETS
     }
     return Downloader(
         provider,

@@ -1,7 +1,11 @@
-"""The in-process limiter: paced slots, no sliding window over the limit, pauses and back-off.
+"""The limiter contract, run against every backend: paced slots, no sliding window over the
+limit, pauses and back-off.
 
-Everything runs on a fake clock whose `sleep` advances it; one small test uses real threads and
-real time, and reasons only from the limiter's own slot spacing.
+Each test takes `make`, which builds a limiter on a fresh store of one backend — in memory, the
+data directory's SQLite file, a real Redis (with the test's fake clock handed to its scripts
+instead of the server's TIME). Everything runs on a fake clock whose `sleep` advances it; one
+small test uses real threads and real time, and reasons only from the limiter's own spacing.
+Sharing between processes is tested in test_limiter_sharing.py.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from hypothesis import strategies as st
 
 from neo_cli.limits import Limiter, SlotTooFar
 from neo_cli.limits.base import WINDOW
-from neo_cli.limits.local import LocalLimiter
+from neo_cli.limits.local import LocalBackend
+from neo_cli.limits.memory import MemoryBackend
 
 EPS = 1e-6  # float slack on times ~1e6 s
 T0 = 1_000_000.0
@@ -40,8 +45,65 @@ class FakeClock:
         self.now += seconds
 
 
-def make(limit: int, clock: FakeClock, **kw) -> LocalLimiter:
-    return LocalLimiter("daily", limit, clock=clock, sleep=clock.sleep, **kw)
+BACKENDS = ("memory", "local", "redis")
+# Each property test's examples, as a share per backend: a slot on SQLite or Redis is a
+# transaction or a round trip, and the window arithmetic is the same on all three.
+EXAMPLES = {"memory": 1.0, "local": 0.3, "redis": 0.05}
+
+
+def property_test(make, examples: int, **strategies):
+    """Run `check(make, **drawn)` as a Hypothesis test with this backend's share of examples."""
+
+    def run(check):
+        @settings(
+            max_examples=max(4, int(examples * EXAMPLES[make.kind])),
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        )
+        @given(st.fixed_dictionaries(strategies))
+        def test(drawn):
+            check(make, **drawn)
+
+        test()
+
+    return run
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_factory(request, tmp_path):
+    """A function that opens a fresh store of one backend on a given clock."""
+    import uuid
+
+    opened = []
+
+    def factory(clock):
+        if request.param == "memory":
+            backend = MemoryBackend(clock)
+        elif request.param == "local":
+            backend = LocalBackend(tmp_path / f"limiter-{uuid.uuid4().hex}.db", "b", clock)
+        else:
+            from neo_cli.limits.redis import RedisBackend
+
+            server = request.getfixturevalue("redis_server")
+            backend = RedisBackend(server.url, uuid.uuid4().hex, ["daily"], clock=clock)
+        opened.append(backend)
+        return backend
+
+    factory.kind = request.param
+    yield factory
+    for backend in opened:
+        backend.close()
+
+
+@pytest.fixture
+def make(backend_factory):
+    def make(limit: int, clock, **kw) -> Limiter:
+        sleep = getattr(clock, "sleep", None) or kw.pop("sleep")
+        return Limiter("daily", limit, backend_factory(clock), clock=clock, sleep=sleep, **kw)
+
+    make.kind = backend_factory.kind
+    return make
 
 
 def window_violation(grants: list[float], limit: int) -> tuple[float, float] | None:
@@ -139,11 +201,11 @@ def demand(draw):
     return limit, margin, lookahead, workers, bursts, call, seed
 
 
-@settings(
-    max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
-@given(demand())
-def test_no_sliding_window_ever_holds_more_than_the_limit(case) -> None:
+def test_no_sliding_window_ever_holds_more_than_the_limit(make) -> None:
+    property_test(make, 120, case=demand())(_no_window_over)
+
+
+def _no_window_over(make, case) -> None:
     limit, margin, lookahead, workers, bursts, call, seed = case
     clock = FakeClock()
     limiter = make(limit, clock, margin=margin, lookahead=lookahead)
@@ -157,15 +219,19 @@ def test_no_sliding_window_ever_holds_more_than_the_limit(case) -> None:
     assert all(b - a >= limiter.spacing - EPS for a, b in zip(g, g[1:], strict=False))
 
 
-@settings(max_examples=120, deadline=None, database=None)
-@given(
-    limit=st.integers(1, 1000),
-    margin=st.floats(0, 2),
-    lookahead=st.floats(0.05, 10),
-    pattern=st.lists(st.floats(0, 120), min_size=1, max_size=300),
-)
-def test_window_holds_for_one_caller_at_arbitrary_times(limit, margin, lookahead, pattern) -> None:
+def test_window_holds_for_one_caller_at_arbitrary_times(make) -> None:
     """A single caller that asks at arbitrary moments (sorted gaps), taking what it is given."""
+    property_test(
+        make,
+        120,
+        limit=st.integers(1, 1000),
+        margin=st.floats(0, 2),
+        lookahead=st.floats(0.05, 10),
+        pattern=st.lists(st.floats(0, 120), min_size=1, max_size=300),
+    )(_one_caller)
+
+
+def _one_caller(make, limit, margin, lookahead, pattern) -> None:
     clock = FakeClock()
     limiter = make(limit, clock, margin=margin, lookahead=lookahead)
     grants = []
@@ -180,19 +246,19 @@ def test_window_holds_for_one_caller_at_arbitrary_times(limit, margin, lookahead
     assert window_violation(grants, limit) is None
 
 
-@settings(
-    max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
-@given(
-    limit=st.one_of(st.integers(1, 20), st.integers(20, 1000)),
-    lookahead=st.one_of(st.just(1.0), st.floats(0.05, 5)),
-    call=st.sampled_from([(0.0, 0.0), (0.0, 0.5), (0.05, 2.0)]),
-    minutes=st.floats(2, 4),
-    seed=st.integers(0, 2**32 - 1),
-)
-def test_saturated_demand_runs_at_98_percent_of_the_limit(
-    limit, lookahead, call, minutes, seed
-) -> None:
+def test_saturated_demand_runs_at_98_percent_of_the_limit(make) -> None:
+    property_test(
+        make,
+        25,
+        limit=st.one_of(st.integers(1, 20), st.integers(20, 1000)),
+        lookahead=st.one_of(st.just(1.0), st.floats(0.05, 5)),
+        call=st.sampled_from([(0.0, 0.0), (0.0, 0.5), (0.05, 2.0)]),
+        minutes=st.floats(2, 4),
+        seed=st.integers(0, 2**32 - 1),
+    )(_saturated)
+
+
+def _saturated(make, limit, lookahead, call, minutes, seed) -> None:
     clock = FakeClock()
     limiter = make(limit, clock, lookahead=lookahead)  # default margin 0.6 s
     assert limiter.spacing == pytest.approx(60.6 / limit)
@@ -221,21 +287,21 @@ def test_saturated_demand_runs_at_98_percent_of_the_limit(
     assert window_violation(g, limit) is None
 
 
-def test_default_margin_costs_one_percent() -> None:
-    limiter = LocalLimiter("daily", 500)
+def test_default_margin_costs_one_percent(make) -> None:
+    limiter = make(500, FakeClock())
     assert limiter.spacing == pytest.approx(60.6 / 500)
     assert 60 / limiter.spacing / 500 == pytest.approx(0.990099, rel=1e-6)
 
 
-def test_limit_below_one_is_refused() -> None:
+def test_limit_below_one_is_refused(make) -> None:
     with pytest.raises(ValueError, match="limit must be >= 1, got 0"):
-        LocalLimiter("daily", 0)
+        make(0, FakeClock())
 
 
 # --------------------------------------------------------------------------- acquire
 
 
-def test_acquire_spaces_calls_and_returns_time_waited() -> None:
+def test_acquire_spaces_calls_and_returns_time_waited(make) -> None:
     clock = FakeClock()
     limiter = make(60, clock, margin=0.0, lookahead=5.0)  # one slot a second
     assert limiter.acquire() == 0.0
@@ -247,7 +313,7 @@ def test_acquire_spaces_calls_and_returns_time_waited() -> None:
     assert clock.slept == pytest.approx([1.0, 1.0])
 
 
-def test_acquire_raises_when_the_slot_is_past_lookahead_plus_one_slot() -> None:
+def test_acquire_raises_when_the_slot_is_past_lookahead_plus_one_slot(make) -> None:
     clock = FakeClock()
     limiter = make(60, clock, margin=0.0, lookahead=2.0)
     limiter.sleep = lambda _: None  # the clock stands still: slots pile up ahead of `now`
@@ -266,7 +332,7 @@ def test_acquire_raises_when_the_slot_is_past_lookahead_plus_one_slot() -> None:
     assert limiter.next_free() == pytest.approx(T0 + 5.0)
 
 
-def test_max_wait_overrides_the_default_horizon() -> None:
+def test_max_wait_overrides_the_default_horizon(make) -> None:
     clock = FakeClock()
     limiter = make(60, clock, margin=0.0, lookahead=1.0)
     limiter.acquire()
@@ -275,7 +341,7 @@ def test_max_wait_overrides_the_default_horizon() -> None:
     assert limiter.acquire(max_wait=1.0) == pytest.approx(1.0)
 
 
-def test_lookahead_is_at_least_one_slot() -> None:
+def test_lookahead_is_at_least_one_slot(make) -> None:
     clock = FakeClock()
     limiter = make(1, clock, lookahead=0.1)  # a slot every 60.6 s
     assert limiter.lookahead == pytest.approx(60.6)
@@ -287,7 +353,7 @@ def test_lookahead_is_at_least_one_slot() -> None:
 # --------------------------------------------------------------------------- ready()
 
 
-def test_ready_means_a_slot_within_the_lookahead() -> None:
+def test_ready_means_a_slot_within_the_lookahead(make) -> None:
     clock = FakeClock()
     limiter = make(60, clock, margin=0.0, lookahead=2.0)
     limiter.sleep = lambda _: None  # reservations pile up while the clock stands still
@@ -300,7 +366,7 @@ def test_ready_means_a_slot_within_the_lookahead() -> None:
     assert limiter.ready()
 
 
-def test_ready_is_false_while_paused_and_true_after() -> None:
+def test_ready_is_false_while_paused_and_true_after(make) -> None:
     clock = FakeClock()
     limiter = make(600, clock)
     limiter.pause_until(T0 + 30, "test pause")
@@ -313,7 +379,7 @@ def test_ready_is_false_while_paused_and_true_after() -> None:
 # --------------------------------------------------------------------------- pauses
 
 
-def test_rejected_backs_off_doubling_up_to_a_window() -> None:
+def test_rejected_backs_off_doubling_up_to_a_window(make) -> None:
     clock = FakeClock()
     limiter = make(60, clock, margin=0.0)  # spacing 1 s: base pause max(1, 5 * 1) = 5 s
     pauses = [limiter.rejected() for _ in range(7)]
@@ -323,14 +389,14 @@ def test_rejected_backs_off_doubling_up_to_a_window() -> None:
     assert reason == "API refused a call (minute limit)"
 
 
-def test_rejected_base_is_at_least_one_second() -> None:
+def test_rejected_base_is_at_least_one_second(make) -> None:
     clock = FakeClock()
     limiter = make(1000, clock, margin=0.0)  # spacing 0.06 s: 5 slots = 0.3 s < 1 s
     assert limiter.rejected() == 1.0
     assert limiter.rejected() == 2.0
 
 
-def test_succeeded_resets_the_back_off() -> None:
+def test_succeeded_resets_the_back_off(make) -> None:
     clock = FakeClock()
     limiter = make(60, clock, margin=0.0)
     assert [limiter.rejected() for _ in range(3)] == [5, 10, 20]
@@ -339,14 +405,14 @@ def test_succeeded_resets_the_back_off() -> None:
     assert limiter.rejected() == 5
 
 
-def test_rejected_with_an_explicit_end_pauses_until_then() -> None:
+def test_rejected_with_an_explicit_end_pauses_until_then(make) -> None:
     clock = FakeClock()
     limiter = make(60, clock)
     assert limiter.rejected("day", until=T0 + 3600) == 3600
     assert limiter.paused() == (T0 + 3600, "API refused a call (day limit)")
 
 
-def test_a_pause_never_shortens_an_existing_one() -> None:
+def test_a_pause_never_shortens_an_existing_one(make) -> None:
     clock = FakeClock()
     limiter = make(60, clock)
     limiter.pause_until(T0 + 50, "long")
@@ -355,7 +421,7 @@ def test_a_pause_never_shortens_an_existing_one() -> None:
     assert limiter.next_free() == T0 + 50
 
 
-def test_acquire_during_a_long_pause_raises_with_its_reason() -> None:
+def test_acquire_during_a_long_pause_raises_with_its_reason(make) -> None:
     clock = FakeClock()
     limiter = make(60, clock, margin=0.0, lookahead=1.0)
     limiter.rejected()  # 5 s > lookahead + spacing = 2 s
@@ -368,7 +434,7 @@ def test_acquire_during_a_long_pause_raises_with_its_reason() -> None:
     assert clock.now == T0 + 5
 
 
-def test_acquire_during_a_short_pause_sleeps_to_its_end() -> None:
+def test_acquire_during_a_short_pause_sleeps_to_its_end(make) -> None:
     clock = FakeClock()
     limiter = make(60, clock, margin=0.0, lookahead=5.0)
     limiter.pause_until(T0 + 3, "short")
@@ -376,7 +442,7 @@ def test_acquire_during_a_short_pause_sleeps_to_its_end() -> None:
     assert clock.now == pytest.approx(T0 + 3)
 
 
-def test_a_pause_that_begins_while_a_caller_sleeps_makes_it_reserve_again() -> None:
+def test_a_pause_that_begins_while_a_caller_sleeps_makes_it_reserve_again(make) -> None:
     clock = FakeClock()
     limiter = make(60, clock, margin=0.0, lookahead=5.0)
     limiter.acquire()  # the next slot is +1: the caller below sleeps for it
@@ -397,7 +463,7 @@ def test_a_pause_that_begins_while_a_caller_sleeps_makes_it_reserve_again() -> N
     assert limiter.next_free() == pytest.approx(T0 + 5)
 
 
-def test_a_pause_during_sleep_past_the_horizon_raises() -> None:
+def test_a_pause_during_sleep_past_the_horizon_raises(make) -> None:
     clock = FakeClock()
     limiter = make(60, clock, margin=0.0, lookahead=1.0)
     limiter.acquire()
@@ -413,7 +479,7 @@ def test_a_pause_during_sleep_past_the_horizon_raises() -> None:
     assert info.value.delay == pytest.approx(29.0)
 
 
-def test_acquire_never_waits_longer_than_max_wait() -> None:
+def test_acquire_never_waits_longer_than_max_wait(make) -> None:
     clock = FakeClock()
     limiter = make(60, clock, margin=0.0, lookahead=1.0)
     limiter.acquire()
@@ -431,7 +497,7 @@ def test_acquire_never_waits_longer_than_max_wait() -> None:
     assert waited <= 2.0
 
 
-def test_pause_until_infinity_stops_the_interface() -> None:
+def test_pause_until_infinity_stops_the_interface(make) -> None:
     clock = FakeClock()
     limiter = make(60, clock)
     limiter.pause_until(math.inf, "daily cap reached")
@@ -449,10 +515,10 @@ def test_pause_until_infinity_stops_the_interface() -> None:
 # --------------------------------------------------------------------------- real threads
 
 
-def test_real_threads_never_share_or_bunch_slots() -> None:
+def test_real_threads_never_share_or_bunch_slots(make) -> None:
     """20 threads, 2 calls each, real time: the i-th call to return can't return before the
     i-th slot, and slots start at the first request and are one spacing apart."""
-    limiter = LocalLimiter("daily", 2400, margin=0.0)  # 0.025 s apart: 40 calls in ~1 s
+    limiter = make(2400, time.time, sleep=time.sleep, margin=0.0)  # 0.025 s apart: 40 calls in ~1 s
     grants: list[float] = []
     lock = threading.Lock()
     errors: list[BaseException] = []
@@ -488,15 +554,14 @@ def test_real_threads_never_share_or_bunch_slots() -> None:
     assert window_violation(g, limiter.limit) is None
 
 
-def test_claims_count_against_readiness_until_acquired_or_lapsed() -> None:
+def test_claims_count_against_readiness_until_acquired_or_lapsed(make) -> None:
     now = [1000.0]
-    lim = LocalLimiter(
-        "daily",
+    lim = make(
         600,
+        lambda: now[0],
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
         margin=0.0,
         lookahead=1.0,
-        clock=lambda: now[0],
-        sleep=lambda s: now.__setitem__(0, now[0] + s),
     )
     # 10 slots fit in the 1-second lookahead: ten workers may take a task, the eleventh not.
     for _ in range(10):

@@ -13,7 +13,7 @@ from tushare_server import TushareServer
 
 from neo_cli.download import fetch
 from neo_cli.errors import AuthError, InputError, PermanentError, RateLimited, TransientError
-from neo_cli.limits.local import LocalLimiter
+from neo_cli.limits.memory import memory_limiter
 from neo_cli.metrics import Recorder
 from neo_cli.providers.tushare import TushareProvider
 from neo_cli.units import Unit
@@ -145,7 +145,7 @@ def test_paging_past_a_small_row_cap_gets_every_row(has_more, small_daily_cap):
         p = provider(srv.url)
         params = {"ts_code": "000001.SZ", "start_date": "20260101", "end_date": "20261120"}
         unit = Unit("daily", params, ("000001.SZ",))
-        limiter = LocalLimiter("daily", 100_000, margin=0.0)
+        limiter = memory_limiter("daily", 100_000, margin=0.0)
         reply = fetch(p, limiter, unit, Recorder(None, "t"))
         want = {(r["ts_code"], r["trade_date"]) for r in srv.market.rows("daily", params)}
         assert {(row[0], row[1]) for row in reply.items} == want
@@ -162,7 +162,7 @@ def test_a_packed_reply_at_the_row_cap_is_asked_again_per_symbol(small_daily_cap
         ledger = Ledger(tmp_path / "ledger.db")
         rt = Downloader(
             provider(srv.url),
-            {"daily": LocalLimiter("daily", 100_000, margin=0)},
+            {"daily": memory_limiter("daily", 100_000, margin=0)},
             ledger,
             Recorder(None, "t"),
             RetryPolicy(3, 1, 1, rnd.Random(1)),

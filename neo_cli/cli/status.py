@@ -73,6 +73,8 @@ def render(data: dict[str, Any]) -> Group:
     parts: list[Any] = [Text.from_markup(head)]
     if data["database_error"]:
         parts.append(Text.from_markup(f"[bold red]database: {data['database_error']}[/]"))
+    if data.get("limiter", {}).get("error"):
+        parts.append(Text(data["limiter"]["error"], style="bold red"))
 
     notes: list[str] = []
     q = _table("Queues", "queue", "pending", "scheduled", "in flight", "done/min", "failed/min")

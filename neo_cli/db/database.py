@@ -19,6 +19,7 @@ import duckdb
 
 from neo_cli.db.schema import all_ddl
 from neo_cli.errors import DatabaseUnavailable
+from neo_cli.locks import FileLock
 
 
 def explain(path: Path, exc: Exception) -> str:
@@ -56,13 +57,27 @@ class Database:
             raise DatabaseUnavailable(explain(self.path, exc)) from None
 
     @contextmanager
-    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-write connection for one flush; closed (and checkpointed) on exit."""
-        conn = self._open(read_only=False)
+    def writer(self, wait: float = 120.0) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection for one flush; closed (and checkpointed) on exit.
+
+        neo's writers (the slow consumer, inline runs) take turns through a lock file beside
+        the database, waiting up to `wait` seconds: DuckDB itself refuses a second writer at
+        once instead of waiting for it."""
         try:
-            yield conn
+            turn = FileLock(self.path.with_name(self.path.name + ".writer"), wait).__enter__()
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"database {self.path} is being written by another neo process "
+                f"(waited {wait:g}s for its turn)"
+            ) from None
+        try:
+            conn = self._open(read_only=False)
+            try:
+                yield conn
+            finally:
+                conn.close()
         finally:
-            conn.close()
+            turn.__exit__()
 
     def ensure_schema(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

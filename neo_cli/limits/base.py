@@ -1,11 +1,18 @@
-"""The limiter contract: pace calls to one interface so no sliding window holds too many.
+"""The limiter: pace calls to one interface so that no sliding window holds too many.
 
-The API counts calls over a sliding 60-second window, at arrival. A limiter hands out *slots*:
-times at which a caller may start a call. Slots are spaced `(60 + margin) / limit` seconds apart,
-so any 60-second stretch holds at most `limit * 60 / (60 + margin)` of them — the margin absorbs
-the jitter between our clock and the server's (network delay, thread wake-up), and costs
-`margin / 60` of the budget (0.6 s = 1%). Even spacing also means a restarted consumer can start
-at full pace at once: the calls its predecessor made were spaced the same way.
+The API counts calls over a sliding 60-second window, at arrival, per token. A limiter hands out
+*slots*: times at which a caller may start a call. Slots are spaced `(60 + margin) / limit`
+seconds apart, so any 60-second stretch holds at most `limit * 60 / (60 + margin)` of them — the
+margin absorbs the jitter between our clock and the server's (network delay, thread wake-up), and
+costs `margin / 60` of the budget (0.6 s = 1%). Even spacing (GCRA with a burst of one) rather
+than a sliding log: a log lets `limit` calls go at once, and the first call of the next burst
+then lands on the server's window edge, where a millisecond of jitter is a refusal.
+
+Where the slot history lives is the backend's business (`Backend`, one file each): in this
+process (`memory`, the stub for tests), in a file of the data directory shared by its processes
+(`local`), or in Redis for every process on every machine (`redis`). Backends speak in seconds
+relative to their own "now" — Redis's clock, for the Redis backend — so clocks that differ
+between machines never meet.
 
 `ready()` is what the fast queue asks before it takes a task for an interface: there is room when
 the next free slot is within `lookahead` seconds. That keeps a few calls' worth of workers
@@ -14,32 +21,80 @@ waiting per interface, never all fifty on one slow interface while another sits 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 
+from neo_cli.backoff import Backoff
+from neo_cli.errors import LimiterUnavailable, SlotTooFar
+
 WINDOW = 60.0
 CLAIM_TTL = 5.0  # seconds a taken task may take to reach `acquire` before its claim lapses
+VIEW_TTL = 0.1  # seconds `ready()` trusts what it last read of the shared state
+NEVER = float("inf")
+
+log = logging.getLogger("neo.limiter")
+
+__all__ = ["WINDOW", "Backend", "Limiter", "SlotTooFar", "State"]
 
 
-class SlotTooFar(Exception):
-    """Raised by `acquire` when the next slot is further away than the caller should sleep;
-    `delay` is how long until it. The caller gives its worker back and retries later."""
+class State(tuple):
+    """(next_in, pause_left, reason): seconds until a slot could be granted (>= 0, pauses
+    included), seconds of pause left (<= 0: none; inf: stopped), and the pause's reason."""
 
-    def __init__(self, api: str, delay: float, reason: str):
-        super().__init__(f"{api}: next call slot in {delay:.1f}s ({reason})")
-        self.api, self.delay, self.reason = api, delay, reason
+    __slots__ = ()
+
+    def __new__(cls, next_in: float, pause_left: float, reason: str):
+        return super().__new__(cls, (next_in, pause_left, reason))
 
 
-class Limiter(ABC):
-    """Hands out call slots for one interface; shared by every worker that calls it."""
+class Backend(ABC):
+    """Where one budget's slot history lives: every limiter of a process shares one backend,
+    and every process that shares the backend's store shares the budget."""
+
+    name = "backend"
+
+    @abstractmethod
+    def reserve(self, api: str, spacing: float, horizon: float) -> float | None:
+        """Atomically take `api`'s next slot if it is within `horizon` seconds; return the
+        seconds until it, or None (nothing taken). The slot after it is `spacing` later."""
+
+    @abstractmethod
+    def state(self, api: str) -> State:
+        """What a caller would meet now."""
+
+    @abstractmethod
+    def pause(self, api: str, seconds: float, reason: str) -> None:
+        """No slot for `api` for `seconds` (never shortens a pause; inf stops it until
+        `clear_stops`)."""
+
+    @abstractmethod
+    def clear_stops(self) -> None:
+        """Lift every stop (a bad token, a missing permission) of this budget: a new run
+        tries again, and finds out with one call."""
+
+    def check(self) -> None:  # noqa: B027 - a store on this machine is always there
+        """Raise LimiterUnavailable when the store cannot be reached."""
+
+    def describe(self) -> str:
+        return self.name
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class Limiter:
+    """Hands out call slots for one interface; shared by every worker of a process, and
+    through its backend by every process on the same budget."""
 
     def __init__(
         self,
         api: str,
         limit: int,
+        backend: Backend,
         *,
         margin: float = 0.6,
         lookahead: float = 1.0,
@@ -50,6 +105,7 @@ class Limiter(ABC):
             raise ValueError(f"limit must be >= 1, got {limit}")
         self.api = api
         self.limit = limit
+        self.backend = backend
         self.spacing = (WINDOW + margin) / limit
         self.lookahead = max(lookahead, self.spacing)
         self.clock = clock
@@ -57,41 +113,60 @@ class Limiter(ABC):
         self._lock = threading.Lock()
         self._rejections = 0
         self._claims: deque[float] = deque()
+        self._view: tuple[float, State] | None = None  # (read at, state) for ready()
+        self._down = Backoff(1.0, 30.0)
 
-    # -- the backend's part ------------------------------------------------------------------
+    # -- reading the shared state --------------------------------------------------------------
 
-    @abstractmethod
-    def _reserve(self, now: float, horizon: float) -> float | None:
-        """Take the next slot if it is before `now + horizon`; return its time, or None."""
+    def _state(self, fresh: bool = False) -> State:
+        now = self.clock()
+        view = self._view
+        if not fresh and view is not None and 0 <= now - view[0] < VIEW_TTL:
+            at, (next_in, left, reason) = view
+            return State(max(0.0, next_in - (now - at)), left - (now - at), reason)
+        state = self.backend.state(self.api)
+        self._view = (now, state)
+        return state
 
-    @abstractmethod
     def next_free(self) -> float:
-        """The earliest time a new slot could be granted (pauses included)."""
+        """The earliest time (this process's clock) a new slot could be granted."""
+        return self.clock() + self._state(fresh=True)[0]
 
-    @abstractmethod
-    def pause_until(self, until: float, reason: str) -> None:
-        """No slot before `until`."""
-
-    @abstractmethod
     def paused(self) -> tuple[float, str]:
-        """(until, reason) of the current pause; until <= now when not paused."""
+        """(until, reason) of the current pause, on this process's clock; until <= now when
+        not paused, inf when stopped. An unreachable store reads as a pause of its own."""
+        now = self.clock()
+        try:
+            _, left, reason = self._state(fresh=True)
+        except LimiterUnavailable as exc:
+            return now + self._down.delay(self._down.tries + 1), str(exc)
+        return now + left, reason
 
-    # -- shared behaviour ----------------------------------------------------------------------
+    def pause_until(self, until: float, reason: str) -> None:
+        """No slot before `until` (this process's clock), for every process on the budget."""
+        try:
+            self.backend.pause(self.api, until - self.clock(), reason)
+        except LimiterUnavailable as exc:
+            log.warning("%s: could not record a pause (%s): %s", self.api, reason, exc)
+        self._view = None
+
+    # -- the fast queue's gate -----------------------------------------------------------------
 
     def ready(self) -> bool:
         """True when a new task for this interface would get a slot within the lookahead,
-        counting the tasks already taken that have not asked for their slot yet (without
-        them, every worker polling at the same moment would take one)."""
+        counting the tasks already taken here that have not asked for their slot yet (without
+        them, every worker polling at the same moment would take one). False while the
+        store is unreachable: a task taken then could not be called anyway."""
         now = self.clock()
         with self._lock:
             while self._claims and self._claims[0] < now - CLAIM_TTL:
                 self._claims.popleft()  # taken but never came to acquire: forget it
             claimed = len(self._claims)
-        return max(self.next_free(), now) + claimed * self.spacing - now < self.lookahead
-
-    def skip_slot(self) -> None:
-        """Spend the next slot without calling: the one a predecessor may just have used."""
-        self._reserve(self.clock(), float("inf"))
+        try:
+            next_in = self._state()[0]
+        except LimiterUnavailable:
+            return False
+        return next_in + claimed * self.spacing < self.lookahead
 
     def claim(self) -> None:
         """A worker took a task for this interface; its `acquire` follows shortly."""
@@ -103,32 +178,43 @@ class Limiter(ABC):
             if self._claims:
                 self._claims.popleft()
 
+    # -- calling -----------------------------------------------------------------------------
+
     def acquire(self, max_wait: float | None = None, claimed: bool = True) -> float:
         """Wait for a slot and return the time waited; raise SlotTooFar rather than wait
-        longer than `max_wait` (default: the lookahead plus one slot). `claimed`: the caller's
-        task was counted by `claim()` when it was taken (its first call, not its next page)."""
+        longer than `max_wait` (default: the lookahead plus one slot), or while the store is
+        unreachable (fail closed: no slot, no call). `claimed`: the caller's task was counted
+        by `claim()` when it was taken (its first call, not its next page)."""
         limit = self.lookahead + self.spacing if max_wait is None else max_wait
         if claimed:
             self._unclaim()
         start = self.clock()
         deadline = start + limit
         while True:
-            now = self.clock()
-            slot = self._reserve(now, max(0.0, deadline - now))
-            if slot is None:
-                until, reason = self.paused()
-                delay = max(self.next_free() - now, self.spacing)
-                raise SlotTooFar(self.api, delay, reason if until > now else "busy")
-            if slot > now:
-                self.sleep(slot - now)
-            # A pause that began while we slept (a rate-limit reply to another worker) wins:
-            # the slot stays spent, which only errs on the side of fewer calls.
-            until, _ = self.paused()
-            if until <= slot:
-                return self.clock() - start
+            try:
+                delay = self.backend.reserve(
+                    self.api, self.spacing, max(0.0, deadline - self.clock())
+                )
+                if delay is None:
+                    next_in, left, reason = self._state(fresh=True)
+                    raise SlotTooFar(
+                        self.api, max(next_in, self.spacing), reason if left > 0 else "busy"
+                    )
+                self._down.reset()
+                self._view = None
+                if delay <= 0:
+                    return self.clock() - start
+                self.sleep(delay)
+                # A pause that began while we slept (a rate-limit reply to another worker,
+                # or another machine) wins: the slot stays spent, which only errs on the side
+                # of fewer calls.
+                if self._state(fresh=True)[1] <= 0:
+                    return self.clock() - start
+            except LimiterUnavailable as exc:
+                raise SlotTooFar(self.api, self._down.next(), str(exc)) from None
 
     def rejected(self, scope: str = "minute", until: float | None = None) -> float:
-        """Record a rate-limit reply and pause; return the pause in seconds.
+        """Record a rate-limit reply and pause every process on the budget; return the pause.
 
         The API refused a call our pacing allowed, so something else spends this budget too
         (another client on the same token, a call retried by the network). Back off for
@@ -138,8 +224,7 @@ class Limiter(ABC):
             self._rejections += 1
             n = self._rejections
         if until is None:
-            base = max(1.0, 5 * self.spacing)
-            until = now + min(WINDOW, base * 2 ** (n - 1))
+            until = now + Backoff(max(1.0, 5 * self.spacing), WINDOW).delay(n)
         self.pause_until(until, f"API refused a call ({scope} limit)")
         return until - now
 

@@ -42,6 +42,10 @@ class Provider(ABC):
 
     name: str = "provider"
 
+    def pace(self, api: str) -> None:  # noqa: B027 - replaced by the caller's limiters
+        """Wait for a call slot for `api`; asked before every call the provider makes on its
+        own (the calendar), so those spend the same budget as everything else."""
+
     @abstractmethod
     def call(self, api: str, params: Mapping[str, Any], fields: Sequence[str]) -> Reply:
         """Call interface `api` with `params`, asking for `fields`; raise a ProviderError."""

@@ -120,6 +120,7 @@ class TushareProvider(Provider):
                 }
                 try:
                     for _ in range(20):  # pages; an empty page ends it
+                        self.pace("trade_cal")
                         reply = self.call(
                             "trade_cal", {**params, "offset": len(days)}, ("cal_date", "is_open")
                         )
