@@ -96,8 +96,7 @@ class Home:
         self, *args: str, timeout: float = 120, check: bool = False
     ) -> subprocess.CompletedProcess:
         """As a real subprocess, the way a user runs it."""
-        env = {k: v for k, v in os.environ.items() if k not in ("NEO_HOME", "NEO_CONFIG")}
-        env.update(self.env)
+        env = self.subprocess_env()
         proc = subprocess.run(
             [sys.executable, "-m", "neo_cli", *args, "--config", str(self.config)],
             capture_output=True,
@@ -111,6 +110,10 @@ class Home:
                 f"neo {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
             )
         return proc
+
+    def subprocess_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("NEO_HOME", "NEO_CONFIG")}
+        return {**env, **self.env}
 
     def wait_idle(self, timeout: float = 300) -> dict:
         """Poll `status --json` until every unit is saved or dead."""
@@ -364,3 +367,60 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis"), binary)
     yield server
     server.stop()
+
+
+# --------------------------------------------------------------------------- counted by the server
+
+
+def worst_window(arrivals: list[float], window: float = 60.0) -> int:
+    """The most arrivals in any half-open `window`-second stretch."""
+    import bisect
+
+    a = sorted(arrivals)
+    return max((bisect.bisect_left(a, t + window) - i for i, t in enumerate(a)), default=0)
+
+
+def calls_per_minute(arrivals: list[float]) -> float:
+    """The sustained rate between the first and the last arrival."""
+    a = sorted(arrivals)
+    return (len(a) - 1) / (a[-1] - a[0]) * 60 if len(a) > 1 and a[-1] > a[0] else 0.0
+
+
+def tushare_home(root: Path, server_url: str, token: str, **sections: dict[str, Any]) -> Home:
+    """A data directory whose neo calls the protocol server at `server_url`."""
+    root.mkdir(parents=True, exist_ok=True)
+    h = Home(root=root, config=root / "neo.toml", env={"TUSHARE_TOKEN": token})
+    h.configure(
+        provider={"name": "tushare"},
+        provider__tushare={"url": server_url},
+        **sections,
+    )
+    return h
+
+
+def assert_rows_once(home: Home, api: str, codes: list[str], symbols: int) -> int:
+    """Every row the server's market holds for `codes` is saved, and no key twice."""
+    from datetime import datetime
+
+    import duckdb
+
+    from neo_cli.providers.market import Market
+    from neo_cli.tasktypes import DATASETS
+
+    market = Market(20240101, symbols, datetime.strptime(END_DATE, "%Y%m%d").date())
+    want = {}
+    for code in codes:
+        n = len(market.rows(api, {"ts_code": code, "start_date": "19900101", "end_date": END_DATE}))
+        if n:
+            want[code] = n
+    keys = ", ".join(DATASETS[api].keys)
+    conn = duckdb.connect(str(home.data / "neo.duckdb"), read_only=True)
+    try:
+        got = dict(conn.execute(f"SELECT ts_code, count(*) FROM {api} GROUP BY 1").fetchall())
+        distinct = conn.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {api})")
+        total = sum(got.values())
+        assert distinct.fetchone()[0] == total, f"{api}: a key saved twice"
+    finally:
+        conn.close()
+    assert got == want, f"{api}: rows per symbol differ"
+    return total

@@ -61,6 +61,7 @@ def test_defaults_without_any_file(tmp_path: Path) -> None:
         "income": 200,
         "balancesheet": 200,
         "cashflow": 200,
+        "trade_cal": 100,
     }
     assert s.get("slow.batch_size") == 1000
     assert s.get("provider.tushare.url") == "http://api.tushare.pro"

@@ -671,7 +671,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.close()
         if args.stats_file:
-            _write_atomic(args.stats_file, json.dumps(server.stats(), ensure_ascii=False, indent=1))
+            stats = server.stats()
+            # Arrival times (this process's monotonic clock, which is the machine's) of the
+            # accepted calls, so a test can measure windows and rates from the server's side.
+            stats["arrivals"] = {api: server.arrivals(api) for api in APIS}
+            _write_atomic(args.stats_file, json.dumps(stats, ensure_ascii=False, indent=1))
     return 0
 
 
