@@ -258,11 +258,11 @@ def _validate(raw: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str]) 
                 ) from None
     if "redis" in (values["queue"]["storage"], values["limiter"]["backend"]):
         origin = sources.get("queue.redis_url", "defaults")
-        check_redis_url(values["queue"]["redis_url"], f"[queue] redis_url (from {origin})")
+        check_redis_url(values["queue"]["redis_url"], origin)
     return values
 
 
-def check_redis_url(url: str, what: str = "[queue] redis_url") -> str:
+def check_redis_url(url: str, origin: str = "defaults") -> str:
     """Raise InputError unless `url` is a Redis URL the client can use."""
     allowed = "redis://[:password@]host[:port][/db], rediss://… or unix:///path"
     try:
@@ -276,7 +276,9 @@ def check_redis_url(url: str, what: str = "[queue] redis_url") -> str:
     except ValueError:
         ok = False
     if not ok:
-        raise InputError(f"invalid {what} = {mask_url(url)!r}; allowed: {allowed}")
+        raise InputError(
+            f"invalid [queue] redis_url = {mask_url(url)!r} (from {origin}); allowed: {allowed}"
+        )
     return url
 
 

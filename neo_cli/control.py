@@ -34,6 +34,12 @@ class Preflight:
 def preflight(settings: Settings) -> Preflight:
     """Everything that can be refused before a process is spawned."""
     paths = Paths(settings.data_dir).ensure()
+    backend = make_backend(settings)
+    try:
+        backend.check()  # raises LimiterUnavailable (Redis unreachable) before anything is made
+    except BaseException:
+        backend.close()
+        raise
     Pipeline(settings)  # the queue storage is usable (raises on one that is not)
     info = read_pid(paths)  # raises on a pid file holding garbage
     if lock_is_held(paths):
@@ -56,9 +62,7 @@ def preflight(settings: Settings) -> Preflight:
     if paths.database.exists():
         with Database(paths.database).writer():
             pass  # raises DatabaseUnavailable: corrupt, unwritable, held by another program
-    backend = make_backend(settings)
     try:
-        backend.check()  # raises LimiterUnavailable: Redis unreachable
         # A new run tries the API again: a stop (bad token, no permission) seen by an earlier
         # run is lifted here, and found again with one call if nothing was fixed.
         backend.clear_stops()

@@ -67,8 +67,8 @@ def enqueue(
 ) -> Enqueued:
     """Plan and enqueue; raise QueueFull past `[queue] max_pending` unless `wait`."""
     paths = Paths(settings.data_dir).ensure()
+    provider, limiters = _paced_provider(settings)  # first: nothing is created without it
     pipeline = Pipeline(settings)
-    provider, limiters = _paced_provider(settings)
     ledger = Ledger(paths.ledger, durable=True)
     try:
         with planning(paths):
