@@ -89,12 +89,7 @@ def run_fast(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) 
         downloader,
         Throttle(pipeline, v["fast"]["max_save_backlog"], v["fast"]["min_free_memory_mb"]),
     )
-    recorder.probes["paused"] = lambda: {
-        api: reason
-        for api, limiter in limiters.items()
-        for until, reason in [limiter.paused()]
-        if until > time.time()
-    }
+    recorder.probes["paused"] = limiters.pauses
     try:
         return serve(pipeline.fast, v["fast"]["workers"], recorder, max_delay=0.25)
     finally:

@@ -20,6 +20,7 @@ from typing import Any
 
 import psutil
 import pytest
+from redis_server import RedisServer, redis_binary
 from typer.testing import CliRunner
 
 from neo_cli import config
@@ -275,84 +276,6 @@ def status_of(home: Home) -> tuple[int, dict]:
 
 
 # --------------------------------------------------------------------------- a real Redis
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def redis_binary() -> str | None:
-    import shutil
-
-    return os.environ.get("NEO_REDIS_SERVER") or shutil.which("redis-server")
-
-
-class RedisServer:
-    """A redis-server of our own on 127.0.0.1, no persistence (a restart loses everything,
-    the worst case), that a test can stop and start again on the same port."""
-
-    def __init__(self, directory: Path, binary: str):
-        self.directory, self.binary = directory, binary
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        import redis
-
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-                "--protected-mode",
-                "yes",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise AssertionError("redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def client(self):
-        import redis
-
-        return redis.Redis(host="127.0.0.1", port=self.port)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from conftest import free_port
+from redis_server import free_port
 
 from neo_cli.errors import EXIT_INPUT, EXIT_LIMITER, EXIT_NOT_RUNNING
 from neo_cli.ledger import Ledger

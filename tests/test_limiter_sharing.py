@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import RedisServer, free_port, redis_binary
+from redis_server import RedisServer, free_port, redis_binary
 
 from neo_cli.errors import LimiterUnavailable, SlotTooFar
 from neo_cli.limits import Limiter, budget_id

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 
 from neo_cli.errors import LimiterUnavailable, PermanentError, SlotTooFar
-from neo_cli.limits.base import Backend, Limiter
+from neo_cli.limits.base import Backend, Limiter, View
 
 __all__ = ["Backend", "Limiter", "Limiters", "SlotTooFar", "budget_id", "build_limiters"]
 
@@ -63,6 +63,19 @@ class Limiters(Mapping[str, Limiter]):
                     raise PermanentError(f"{api}: no call slot ({exc.reason})", api) from None
                 limiter.sleep(exc.delay)
 
+    def pauses(self) -> dict[str, str]:
+        """{api: why} of the interfaces paused now (one read of the shared state); an
+        unreachable store pauses them all."""
+        out = {}
+        for api, limiter in self._by_api.items():
+            try:
+                _, left, reason = limiter.view.get(api)
+            except LimiterUnavailable as exc:
+                return dict.fromkeys(self._by_api, str(exc))
+            if left > 0:
+                out[api] = reason
+        return out
+
     def close(self) -> None:
         self.backend.close()
 
@@ -104,6 +117,7 @@ def build_limiters(
     """One limiter per interface of `[rate_limits]`, all on one backend."""
     backend = backend or make_backend(settings)
     lim = settings.values["limiter"]
+    view = View(backend, list(settings.rate_limits), clock)
     return Limiters(
         backend,
         {
@@ -115,6 +129,7 @@ def build_limiters(
                 lookahead=lim["lookahead_seconds"],
                 clock=clock,
                 sleep=sleep,
+                view=view,
             )
             for api, n in settings.rate_limits.items()
         },

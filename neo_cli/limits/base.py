@@ -26,7 +26,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from neo_cli.backoff import Backoff
 from neo_cli.errors import LimiterUnavailable, SlotTooFar
@@ -38,7 +38,7 @@ NEVER = float("inf")
 
 log = logging.getLogger("neo.limiter")
 
-__all__ = ["WINDOW", "Backend", "Limiter", "SlotTooFar", "State"]
+__all__ = ["WINDOW", "Backend", "Limiter", "SlotTooFar", "State", "View"]
 
 
 class State(tuple):
@@ -66,6 +66,10 @@ class Backend(ABC):
     def state(self, api: str) -> State:
         """What a caller would meet now."""
 
+    def states(self, apis: Sequence[str]) -> dict[str, State]:
+        """`state` of several interfaces at once (one round trip where the store is remote)."""
+        return {api: self.state(api) for api in apis}
+
     @abstractmethod
     def pause(self, api: str, seconds: float, reason: str) -> None:
         """No slot for `api` for `seconds` (never shortens a pause; inf stops it until
@@ -86,6 +90,50 @@ class Backend(ABC):
         """Release connections."""
 
 
+class View:
+    """What a process knows of its budget: every interface read in one go, trusted for
+    `VIEW_TTL` seconds, and kept up to date meanwhile by what this process itself learns (the
+    slots it takes, the refusals it meets). The queue's gate asks `ready()` of every interface
+    on every dequeue, and fifty workers poll: they read this, not the store."""
+
+    def __init__(self, backend: Backend, apis: Sequence[str], clock: Callable[[], float]):
+        self.backend, self.apis, self.clock = backend, tuple(apis), clock
+        self._lock = threading.Lock()
+        self._read_at: float | None = None
+        # api -> [next slot at, paused until, reason], on this process's clock
+        self._known: dict[str, list] = {}
+
+    def get(self, api: str) -> State:
+        now = self.clock()
+        with self._lock:
+            at = self._read_at
+            if at is None or not 0 <= now - at < VIEW_TTL or api not in self._known:
+                states = self.backend.states(self.apis) if api in self.apis else {}
+                if api not in states:
+                    states[api] = self.backend.state(api)
+                self._known = {a: [now + n, now + left, r] for a, (n, left, r) in states.items()}
+                self._read_at = now
+            next_at, until, reason = self._known[api]
+        return State(max(0.0, max(next_at, until) - now), until - now, reason)
+
+    def learned(self, api: str, state: State | None = None, next_at: float | None = None) -> None:
+        """This process just read `state` fresh, or took a slot that moves the next to
+        `next_at`: fold it in without another read."""
+        now = self.clock()
+        with self._lock:
+            known = self._known.get(api)
+            if known is None:
+                return
+            if state is not None:
+                known[:] = [now + state[0], now + state[1], state[2]]
+            if next_at is not None:
+                known[0] = max(known[0], next_at)
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._read_at = None
+
+
 class Limiter:
     """Hands out call slots for one interface; shared by every worker of a process, and
     through its backend by every process on the same budget."""
@@ -100,6 +148,7 @@ class Limiter:
         lookahead: float = 1.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], object] = time.sleep,
+        view: View | None = None,
     ):
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -113,20 +162,17 @@ class Limiter:
         self._lock = threading.Lock()
         self._rejections = 0
         self._claims: deque[float] = deque()
-        self._view: tuple[float, State] | None = None  # (read at, state) for ready()
+        self.view = view or View(backend, [api], clock)
         self._down = Backoff(1.0, 30.0)
 
     # -- reading the shared state --------------------------------------------------------------
 
     def _state(self, fresh: bool = False) -> State:
-        now = self.clock()
-        view = self._view
-        if not fresh and view is not None and 0 <= now - view[0] < VIEW_TTL:
-            at, (next_in, left, reason) = view
-            return State(max(0.0, next_in - (now - at)), left - (now - at), reason)
-        state = self.backend.state(self.api)
-        self._view = (now, state)
-        return state
+        if fresh:
+            state = self.backend.state(self.api)
+            self.view.learned(self.api, state=state)
+            return state
+        return self.view.get(self.api)
 
     def next_free(self) -> float:
         """The earliest time (this process's clock) a new slot could be granted."""
@@ -148,7 +194,7 @@ class Limiter:
             self.backend.pause(self.api, until - self.clock(), reason)
         except LimiterUnavailable as exc:
             log.warning("%s: could not record a pause (%s): %s", self.api, reason, exc)
-        self._view = None
+        self.view.invalidate()
 
     # -- the fast queue's gate -----------------------------------------------------------------
 
@@ -201,7 +247,7 @@ class Limiter:
                         self.api, max(next_in, self.spacing), reason if left > 0 else "busy"
                     )
                 self._down.reset()
-                self._view = None
+                self.view.learned(self.api, next_at=self.clock() + delay + self.spacing)
                 if delay <= 0:
                     return self.clock() - start
                 self.sleep(delay)

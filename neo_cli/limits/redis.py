@@ -97,6 +97,27 @@ return {f(math.max(0, math.max(tonumber(s[1]) or 0, paused) - now)), f(paused - 
 """
 )
 
+# KEYS api hashes; ARGV now -> {next_in, pause_left, reason} for each key, flattened
+STATES = (
+    _NOW
+    + """
+local now = now_of(ARGV[1])
+local out = {}
+for i = 1, #KEYS do
+  local s = redis.call('HMGET', KEYS[i], 'next', 'paused', 'reason', 'stopped')
+  if s[4] then
+    out[#out + 1] = 'inf'; out[#out + 1] = 'inf'; out[#out + 1] = s[4]
+  else
+    local paused = tonumber(s[2]) or 0
+    out[#out + 1] = f(math.max(0, math.max(tonumber(s[1]) or 0, paused) - now))
+    out[#out + 1] = f(paused - now)
+    out[#out + 1] = s[3] or ''
+  end
+end
+return out
+"""
+)
+
 # KEYS[1] api hash; ARGV seconds ('inf' = stop), reason, now
 PAUSE = (
     _NOW
@@ -152,6 +173,7 @@ class RedisBackend(Backend):
         )
         self._reserve = self.client.register_script(RESERVE)
         self._state = self.client.register_script(STATE)
+        self._states = self.client.register_script(STATES)
         self._pause = self.client.register_script(PAUSE)
         self._run_id = ""  # the server's run_id when this client last took a slot
         self._down = Backoff(0.5, 15.0)
@@ -197,6 +219,18 @@ class RedisBackend(Backend):
         )
         reason = reason.decode() if isinstance(reason, bytes) else str(reason)
         return State(float(next_in), float(left), reason)
+
+    def states(self, apis) -> dict[str, State]:
+        apis = list(apis)
+        flat = self._call(
+            lambda: self._states(keys=[self.key(a) for a in apis], args=[self._now()])
+        )
+        out = {}
+        for i, api in enumerate(apis):
+            next_in, left, reason = flat[3 * i : 3 * i + 3]
+            reason = reason.decode() if isinstance(reason, bytes) else str(reason)
+            out[api] = State(float(next_in), float(left), reason)
+        return out
 
     def pause(self, api: str, seconds: float, reason: str) -> None:
         amount = "inf" if seconds == NEVER else repr(max(0.0, seconds))
