@@ -296,22 +296,13 @@ def plans_benchmark(symbols: int = 300, limit: int = 500) -> list[dict]:
     server (its own process), at `limit` calls/min: one call per symbol and range, then with
     the call-saving plans. Calls counted by the server; time from enqueue to all saved."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from tushare_server import ServerProcess
 
     out = []
     for label, plans in (("per-symbol only", "false"), ("call-saving plans", "true")):
         with tempfile.TemporaryDirectory(prefix="neo-bench-") as tmp:
             home = Path(tmp)
-            server = ServerProcess(
-                home,
-                "--symbols",
-                str(symbols),
-                "--end-date",
-                "20261120",
-                "--token",
-                "bench-token",
-                "--limits",
-                f"daily={limit},stock_basic=60,trade_cal=60",
+            server = serve(
+                home, symbols, {"daily": limit, "stock_basic": 60, "trade_cal": 60}, "bench-token"
             )
             try:
                 (home / "neo.toml").write_text(

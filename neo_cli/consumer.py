@@ -3,8 +3,9 @@
 Builds the pipeline, attaches what its queue's tasks need, and hands over to Huey's consumer
 (thread workers; Huey's graceful signal is SIGINT). The supervisor starts one of each.
 
-Exit codes: 0 stopped; 3 the settings file is missing or invalid; 4 the database cannot be used
-(corrupt, unwritable) — the supervisor shows the log tail instead of restarting in a loop.
+Exit codes (the table in neo_cli.errors): 0 stopped; 2 the settings file is missing or invalid;
+7 the database cannot be used (corrupt, unwritable) — the supervisor shows the log tail instead
+of restarting in a loop.
 """
 
 from __future__ import annotations
@@ -24,20 +25,18 @@ import psutil
 from huey import signals as S
 
 from neo_cli import config, logs
+from neo_cli.backoff import Backoff
 from neo_cli.db.database import Database
 from neo_cli.db.saver import BatchSaver
 from neo_cli.db.writer import catalog
 from neo_cli.download import build_downloader
-from neo_cli.errors import DatabaseUnavailable, NeoError
+from neo_cli.errors import EXIT_DATABASE, EXIT_INPUT, DatabaseUnavailable, NeoError
 from neo_cli.ledger import Ledger
 from neo_cli.metrics import MetricsStore, Recorder
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline, SlowRuntime
 from neo_cli.runstate import hold
 from neo_cli.tasktypes import DATASETS
-
-EXIT_SETTINGS = 3
-EXIT_DATABASE = 4
 
 log = logging.getLogger("neo.consumer")
 
@@ -125,7 +124,7 @@ def run_slow(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) 
 def prepare(database: Database, ledger: Ledger, recorder: Recorder) -> bool:
     """Create the schema and rebuild the catalog from what the database holds. A lock held by
     another program is waited out; a corrupt or unwritable file ends the consumer."""
-    delay = 1.0
+    backoff = Backoff(1.0, 30.0)
     while True:
         try:
             database.ensure_schema()
@@ -136,13 +135,13 @@ def prepare(database: Database, ledger: Ledger, recorder: Recorder) -> bool:
         except DatabaseUnavailable as exc:
             recorder.gauge("db_error", str(exc))
             recorder.flush()
-            if "locked" not in str(exc):
+            if not exc.locked:
                 log.error("%s", exc)
                 print(f"neo slow consumer: {exc}", file=sys.stderr)
                 return False
+            delay = backoff.next()
             log.warning("%s; retrying in %.0fs", exc, delay)
             time.sleep(delay)
-            delay = min(delay * 2, 30)
 
 
 def serve(huey, workers: int, recorder: Recorder, max_delay: float) -> int:
@@ -190,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"neo {args.queue} consumer: bad settings file {args.settings}: {exc}", file=sys.stderr
         )
-        return EXIT_SETTINGS
+        return EXIT_INPUT
     paths = Paths(settings.data_dir).ensure()
     logs.to_file(paths, args.queue)
     hold(

@@ -80,10 +80,14 @@ class QueueFull(NeoError):
 
 
 class DatabaseUnavailable(NeoError):
-    """Raised when the DuckDB file cannot be opened: locked by another program, corrupt, or
-    not writable."""
+    """Raised when the DuckDB file cannot be opened: locked by another program (`locked`: worth
+    waiting for), corrupt, or not writable."""
 
     exit_code = EXIT_DATABASE
+
+    def __init__(self, message: str, locked: bool = False):
+        super().__init__(message)
+        self.locked = locked
 
 
 class ProviderError(NeoError):

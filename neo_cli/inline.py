@@ -93,7 +93,7 @@ def run_inline(
                 saver.add(unit.api, tuple(outcome.reply.fields), outcome.reply.items, unit.id)
                 ledger.mark_saving(unit, "inline", n)
             else:
-                ledger.mark_saving(unit, None, 0)
+                ledger.mark_empty(unit)
             result.rows += n
             result.saved += 1
             progress(unit, f"{n} rows")

@@ -39,7 +39,7 @@ from neo_cli.units import Unit
 
 LIVE = ("queued", "retrying", "saving")
 STATES = (*LIVE, "saved", "dead", "split")
-_LIVE_SQL = "('queued', 'retrying', 'saving')"
+_LIVE_SQL = "(" + ", ".join(f"'{state}'" for state in LIVE) + ")"
 
 _DDL = """
 create table if not exists units (
@@ -295,14 +295,21 @@ class Ledger:
                 (error, error_class, self.clock(), unit.id),
             )
 
-    def mark_saving(self, unit: Unit, save_id: str | None, rows: int) -> None:
-        """The unit's data is on the slow queue (or there was none: then it is saved)."""
+    def mark_saving(self, unit: Unit, save_id: str, rows: int) -> None:
+        """The unit's `rows` are on their way to the database (save task `save_id`)."""
+        self._advance_unit(unit, "saving", save_id, rows)
+
+    def mark_empty(self, unit: Unit) -> None:
+        """The API had no rows for the unit: nothing to save, so it is saved."""
+        self._advance_unit(unit, "saved", None, 0)
+
+    def _advance_unit(self, unit: Unit, state: str, save_id: str | None, rows: int) -> None:
         with self._tx() as conn:
             self._ensure(conn, unit)
             conn.execute(
                 "update units set state = ?, save_id = ?, rows = ?, error = null,"
                 " error_class = null, updated = ? where id = ? and state in ('queued','retrying')",
-                ("saving" if save_id else "saved", save_id, rows, self.clock(), unit.id),
+                (state, save_id, rows, self.clock(), unit.id),
             )
 
     def mark_dead(self, unit: Unit, error: str, error_class: str) -> None:
@@ -409,11 +416,6 @@ class Ledger:
                 unit_ids,
                 self.clock(),
             )
-
-    def revive(self, unit_ids: Iterable[str]) -> None:
-        """Dead units sent back for another try: attempts start again."""
-        with self.reviving(unit_ids):
-            pass
 
     def purge(self, unit_ids: Iterable[str]) -> int:
         with self._tx() as conn:

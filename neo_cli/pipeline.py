@@ -147,7 +147,7 @@ class Pipeline:
             self.slow.enqueue(save)  # before the ledger mark: see neo_cli.ledger
             rt.ledger.mark_saving(unit, save.id, len(reply.items))
         else:
-            rt.ledger.mark_saving(unit, None, 0)
+            rt.ledger.mark_empty(unit)
 
     def _save(self, api: str, fields: tuple[str, ...], items: list[list], unit_id: str) -> None:
         rt = self.slow_rt

@@ -110,7 +110,7 @@ def test_live_codes_and_count(ledger: Ledger) -> None:
     add(ledger, q, r, s, done, dead, other_api)
     ledger.attempt_failed(r, "timeout", "TransientError")
     ledger.mark_saving(s, "save-1", 10)
-    ledger.mark_saving(done, None, 0)
+    ledger.mark_empty(done)
     ledger.mark_dead(dead, "bad params", "PermanentError")
     assert ledger.live_codes("daily") == {A, B, C}
     assert ledger.live_codes("adj_factor") == {"000004.SZ"}
@@ -163,7 +163,7 @@ def test_mark_saving_with_a_save_id_and_without(ledger: Ledger) -> None:
         None,
         1,
     )
-    ledger.mark_saving(v, None, 0)  # no rows to save: done at once
+    ledger.mark_empty(v)  # no rows to save: done at once
     assert (ledger.get(v.id).state, ledger.get(v.id).rows) == ("saved", 0)
 
 
@@ -200,7 +200,7 @@ def test_late_messages_never_move_a_unit_backwards(ledger: Ledger) -> None:
     saving, saved, dead = unit(A), unit(B), unit(C)
     add(ledger, saving, saved, dead)
     ledger.mark_saving(saving, "s1", 1)
-    ledger.mark_saving(saved, None, 0)
+    ledger.mark_empty(saved)
     ledger.mark_dead(dead, "bad", "PermanentError")
     # A duplicate delivery of a finished download fails or succeeds again:
     assert ledger.attempt_failed(saving, "late", "TransientError") == 0
@@ -327,7 +327,8 @@ def test_revive_gives_dead_units_fresh_attempts(ledger: Ledger) -> None:
         ledger.attempt_failed(u, "timeout", "TransientError")
     ledger.mark_dead(u, "attempts spent", "TransientError")
     ledger.attempt_failed(v, "timeout", "TransientError")
-    ledger.revive([u.id, v.id])
+    with ledger.reviving([u.id, v.id]):
+        pass
     assert (state(ledger, u), ledger.get(u.id).attempts) == ("queued", 0)
     assert (state(ledger, v), ledger.get(v.id).attempts) == ("retrying", 1)  # not dead: untouched
 

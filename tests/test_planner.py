@@ -292,7 +292,7 @@ def test_already_queued_symbols_are_counted(listed: Ledger) -> None:
     with listed.adding("b0", "daily", [queued, retrying, done]):
         pass
     listed.attempt_failed(retrying, "timeout", "TransientError")
-    listed.mark_saving(done, None, 0)
+    listed.mark_empty(done)
     p = plan(listed, "daily_qfq", start="20240101", end="20240131")
     assert spans(p.units) == [
         ("daily", C, "20240101", "20240131"),
@@ -319,7 +319,7 @@ def test_stock_basic_already_on_its_way_counts_once(ledger: Ledger) -> None:
     again = plan(ledger, "stock_basic")
     assert (again.units, again.queued) == ([], 1)
     for u in p.units:
-        ledger.mark_saving(u, None, 0)
+        ledger.mark_empty(u)
     assert len(plan(ledger, "stock_basic").units) == 3
 
 

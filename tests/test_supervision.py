@@ -161,7 +161,7 @@ def test_consumer_that_keeps_crashing_ends_failed_with_its_reason(home):
     code, data = wait_for(failed, 60, "the slow consumer to be marked failed")
     assert code == 5 and not data["healthy"]
     slow = data["processes"]["slow"]
-    assert slow["last_exit"] == 3
+    assert slow["last_exit"] == 2  # EXIT_INPUT: bad settings
     assert "3 times in a row" in slow["reason"]
     assert "bad settings file" in slow["reason"]  # the tail of its output
     assert data["processes"]["fast"]["state"] == "running"

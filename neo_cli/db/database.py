@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 
+from neo_cli.backoff import Backoff
 from neo_cli.db.schema import all_ddl
 from neo_cli.errors import DatabaseUnavailable
 from neo_cli.locks import FileLock
@@ -54,7 +55,7 @@ class Database:
                 return duckdb.connect(str(self.path), read_only=True)
             return duckdb.connect(str(self.path), config=dict(self.config))
         except (duckdb.Error, OSError) as exc:
-            raise DatabaseUnavailable(explain(self.path, exc)) from None
+            raise DatabaseUnavailable(explain(self.path, exc), locked=is_locked(exc)) from None
 
     @contextmanager
     def writer(self, wait: float = 120.0) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -68,7 +69,8 @@ class Database:
         except TimeoutError:
             raise DatabaseUnavailable(
                 f"database {self.path} is being written by another neo process "
-                f"(waited {wait:g}s for its turn)"
+                f"(waited {wait:g}s for its turn)",
+                locked=True,
             ) from None
         try:
             conn = self._open(read_only=False)
@@ -93,16 +95,15 @@ class Database:
         if not self.path.exists():
             raise DatabaseUnavailable(f"database {self.path} does not exist yet: nothing saved")
         deadline = time.monotonic() + wait
-        delay = 0.02
+        backoff = Backoff(0.02, 0.5)
         while True:
             try:
                 conn = duckdb.connect(str(self.path), read_only=True)
                 break
             except (duckdb.Error, OSError) as exc:
                 if not is_locked(exc) or time.monotonic() >= deadline:
-                    raise DatabaseUnavailable(explain(self.path, exc)) from None
-                sleep(delay)
-                delay = min(delay * 2, 0.5)
+                    raise DatabaseUnavailable(explain(self.path, exc), is_locked(exc)) from None
+                sleep(backoff.next())
         try:
             yield conn
         finally:

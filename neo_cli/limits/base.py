@@ -111,6 +111,8 @@ class View:
                 states = self.backend.states(self.apis) if api in self.apis else {}
                 if api not in states:
                     states[api] = self.backend.state(api)
+                # Relative to the end of the read: what took time errs towards "later".
+                now = self.clock()
                 self._known = {a: [now + n, now + left, r] for a, (n, left, r) in states.items()}
                 self._read_at = now
             next_at, until, reason = self._known[api]
@@ -232,22 +234,28 @@ class Limiter:
         unreachable (fail closed: no slot, no call). `claimed`: the caller's task was counted
         by `claim()` when it was taken (its first call, not its next page)."""
         limit = self.lookahead + self.spacing if max_wait is None else max_wait
-        if claimed:
-            self._unclaim()
         start = self.clock()
         deadline = start + limit
         while True:
             try:
-                delay = self.backend.reserve(
-                    self.api, self.spacing, max(0.0, deadline - self.clock())
-                )
+                try:
+                    delay = self.backend.reserve(
+                        self.api, self.spacing, max(0.0, deadline - self.clock())
+                    )
+                    if delay is not None:
+                        self._down.reset()
+                        self.view.learned(self.api, next_at=self.clock() + delay + self.spacing)
+                finally:
+                    # The claim ends only once its slot is in the view: in between, the
+                    # gate would see neither and let one task too many in.
+                    if claimed:
+                        self._unclaim()
+                        claimed = False
                 if delay is None:
                     next_in, left, reason = self._state(fresh=True)
                     raise SlotTooFar(
                         self.api, max(next_in, self.spacing), reason if left > 0 else "busy"
                     )
-                self._down.reset()
-                self.view.learned(self.api, next_at=self.clock() + delay + self.spacing)
                 if delay <= 0:
                     return self.clock() - start
                 self.sleep(delay)
