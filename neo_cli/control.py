@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from neo_cli.limits import make_backend
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
 from neo_cli.runstate import lock_is_held, read_pid, read_state, write_atomic
+from neo_cli.spawn import spawn_module
 from neo_cli.supervisor import SUPERVISOR_MARK, log_tail
 
 
@@ -82,28 +82,19 @@ def start_background(
     paths = pre.paths
     handoff = paths.run / f"settings.{os.getpid()}.json"
     write_atomic(handoff, json.dumps(settings.public()))
-    out = open(paths.logs / "supervisor.stderr", "ab")  # noqa: SIM115
-    try:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                SUPERVISOR_MARK,
-                "--settings",
-                str(handoff),
-                "--home",
-                str(paths.root),
-                "--stop-timeout",
-                str(stop_timeout),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-            env=config.child_env(settings),
-        )
-    finally:
-        out.close()
+    proc = spawn_module(
+        SUPERVISOR_MARK,
+        [
+            "--settings",
+            str(handoff),
+            "--home",
+            str(paths.root),
+            "--stop-timeout",
+            str(stop_timeout),
+        ],
+        paths.logs / "supervisor.stderr",
+        config.child_env(settings),
+    )
     deadline = time.monotonic() + ready_timeout
     try:
         while time.monotonic() < deadline:
@@ -181,9 +172,7 @@ def stop(
             break
         sleep(0.1)
     state = read_state(paths) or {}
-    killed = [
-        q for q, c in state.get("consumers", {}).items() if "killed after" in c.get("reason", "")
-    ]
+    killed = [q for q, c in state.get("consumers", {}).items() if c.get("killed")]
     return Stopped(info.pid, killed, time.monotonic() - t0)
 
 

@@ -25,7 +25,6 @@ import logging.handlers
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
 from neo_cli.recovery import recover
 from neo_cli.runstate import SUPERVISOR_MARK, SupervisorLock, write_state
+from neo_cli.spawn import spawn_module
 
 log = logging.getLogger("neo.supervisor")
 
@@ -93,6 +93,7 @@ class Consumer:
     quick_failures: int = 0
     last_exit: int | None = None
     reason: str = ""
+    killed: bool = False  # its last stop outlasted the stop timeout and it was killed
     output: str = ""  # the last lines it printed, when it failed
     restart_at: float | None = None
     log: str = ""
@@ -145,27 +146,12 @@ class Supervisor:
     # -- processes -----------------------------------------------------------------------------
 
     def _spawn_process(self, queue: str) -> Child:
-        out = open(self.paths.logs / f"{queue}.stderr", "ab")  # noqa: SIM115 - child owns it
-        try:
-            return subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "neo_cli.consumer",
-                    queue,
-                    "--settings",
-                    str(self.paths.settings_file),
-                    "--parent",
-                    str(os.getpid()),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,  # no terminal signals; we signal it ourselves
-                env=config.child_env(self.settings),
-            )
-        finally:
-            out.close()
+        return spawn_module(
+            "neo_cli.consumer",
+            [queue, "--settings", str(self.paths.settings_file), "--parent", str(os.getpid())],
+            self.paths.logs / f"{queue}.stderr",
+            config.child_env(self.settings),
+        )
 
     def _start(self, c: Consumer) -> None:
         if self._pipeline is not None and self._ledger is not None:
@@ -179,6 +165,7 @@ class Supervisor:
         c._spawned = self.clock()
         c.started = self.wall()
         c.state = "starting"
+        c.killed = False
         c.restart_at = None
         log.info("%s consumer started, pid %d", c.queue, c.pid)
 
@@ -305,6 +292,7 @@ class Supervisor:
             )
             c._proc.kill()
             c._proc.poll()
+            c.killed = True
             c.reason = f"killed after the {timeout:.0f}s stop timeout"
         for c in self.consumers.values():
             if c._proc is not None:

@@ -572,3 +572,71 @@ def test_claims_count_against_readiness_until_acquired_or_lapsed(make) -> None:
     assert not lim.ready()
     now[0] += 5.1  # the other claims lapse (their tasks never came to acquire)
     assert lim.ready()
+
+
+# --------------------------------------------------------------------------- the process's view
+
+
+class CountingBackend(MemoryBackend):
+    """Counts the reads the gate's view makes."""
+
+    def __init__(self, clock):
+        super().__init__(clock)
+        self.reads = 0
+
+    def states(self, apis):
+        self.reads += 1
+        return super().states(apis)
+
+
+def test_one_read_serves_every_interface_until_it_is_stale() -> None:
+    from neo_cli.limits.base import VIEW_TTL, View
+
+    clock = FakeClock()
+    backend = CountingBackend(clock)
+    view = View(backend, ["daily", "income"], clock)
+    limiters = {
+        api: Limiter(api, 600, backend, clock=clock, sleep=clock.sleep, view=view)
+        for api in ("daily", "income")
+    }
+    for _ in range(50):  # fifty workers asking the gate at once
+        assert all(lim.ready() for lim in limiters.values())
+    assert backend.reads == 1
+    clock.now += VIEW_TTL * 1.01
+    limiters["daily"].ready()
+    assert backend.reads == 2
+
+
+def test_the_view_counts_this_processs_own_slots_without_a_read() -> None:
+    from neo_cli.limits.base import View
+
+    clock = FakeClock()
+    backend = CountingBackend(clock)
+    view = View(backend, ["daily"], clock)
+    lim = Limiter("daily", 600, backend, clock=clock, sleep=lambda s: None, view=view)
+    lim.ready()
+    reads = backend.reads
+    for _ in range(10):  # ten slots 0.1 s apart fill the 1 s lookahead
+        lim.acquire(claimed=False)
+    assert not lim.ready()  # known from its own reservations ...
+    assert backend.reads == reads  # ... without asking the store
+
+
+def test_threads_waiting_on_a_read_do_not_read_again() -> None:
+    from neo_cli.limits.base import View
+
+    backend = CountingBackend(time.time)
+    slow_states = backend.states
+
+    def states(apis):
+        time.sleep(0.02)  # a slow store: everyone else queues behind this read
+        return slow_states(apis)
+
+    backend.states = states
+    view = View(backend, ["daily"], time.time)
+    threads = [threading.Thread(target=view.get, args=("daily",)) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert backend.reads == 1

@@ -86,7 +86,12 @@ def test_two_inline_runs_at_once_share_one_budget(tmp_path) -> None:
     assert len(arrivals) == 30
     assert worst_window(arrivals) <= limit
     assert calls_per_minute(arrivals) >= 0.98 * limit
-    assert assert_rows_once(home, "income", codes, SYMBOLS) > 0
+    rows = assert_rows_once(home, "income", codes, SYMBOLS)
+    assert rows > 0
+    print(
+        f"two inline runs: {len(arrivals)} calls, worst window {worst_window(arrivals)}/{limit},"
+        f" {calls_per_minute(arrivals):.2f}/min, {income['rejected']} refused, {rows} rows once"
+    )
 
 
 def test_three_instances_on_one_redis_hold_one_limit_through_a_redis_restart(
@@ -142,5 +147,13 @@ def test_three_instances_on_one_redis_hold_one_limit_through_a_redis_restart(
     # the history of calls was gone.
     assert after, "calls resumed"
     assert not [t - restarted for t in after if restarted + 2 < t < restarted + 59]
-    for i, h in enumerate(homes):
-        assert assert_rows_once(h, "income", codes[i::3], SYMBOLS) > 0
+    rows = [assert_rows_once(h, "income", codes[i::3], SYMBOLS) for i, h in enumerate(homes)]
+    assert all(rows)
+    print(
+        f"three instances: {len(arrivals)} calls, worst window {worst_window(arrivals)}/{limit},"
+        f" {calls_per_minute(before):.2f}/min before the restart ({len(before)} calls),"
+        f" calls resumed {min(t for t in after if t > restarted + 2) - restarted:.1f}s after it"
+        f" ({sum(1 for t in after if t <= restarted + 2)} already on their way),"
+        f" {income['rejected']} refused,"
+        f" rows {rows} once each"
+    )

@@ -104,13 +104,13 @@ class View:
         self._known: dict[str, list] = {}
 
     def get(self, api: str) -> State:
-        now = self.clock()
         with self._lock:
-            at = self._read_at
-            if at is None or not 0 <= now - at < VIEW_TTL or api not in self._known:
-                states = self.backend.states(self.apis) if api in self.apis else {}
-                if api not in states:
-                    states[api] = self.backend.state(api)
+            now, at = self.clock(), self._read_at
+            # (A clock that went back by more than a second makes the read stale too.)
+            if at is None or not -1.0 < now - at < VIEW_TTL or api not in self._known:
+                if api not in self.apis:
+                    self.apis += (api,)
+                states = self.backend.states(self.apis)
                 # Relative to the end of the read: what took time errs towards "later".
                 now = self.clock()
                 self._known = {a: [now + n, now + left, r] for a, (n, left, r) in states.items()}
