@@ -89,7 +89,7 @@ def closes(db: Database) -> dict[tuple[str, str], float | None]:
 
 def test_schema_creates_every_table_the_view_and_quarantine(db: Database) -> None:
     names = {n for (n,) in query(db, "SELECT table_name FROM information_schema.tables")}
-    assert names >= set(DATASETS) | {"daily_qfq", QUARANTINE}
+    assert names >= set(DATASETS) | {"daily_qfq", "daily_hfq", QUARANTINE}
     keys = query(
         db,
         "SELECT constraint_text FROM duckdb_constraints() "
@@ -110,7 +110,7 @@ def test_schema_creates_every_table_the_view_and_quarantine(db: Database) -> Non
 def test_ensure_schema_twice_is_harmless(db: Database) -> None:
     save(db, DAILY, bars("u", bar(A, "20240102", 10.0)))
     db.ensure_schema()
-    assert len(all_ddl()) == len(DATASETS) + 2
+    assert len(all_ddl()) == len(DATASETS) + 4  # the tables, three views, the quarantine
     assert closes(db) == {(A, "20240102"): 10.0}
 
 
@@ -386,7 +386,7 @@ def test_daily_qfq_against_a_hand_computed_case(db: Database) -> None:
             bar(A, "20240102", 10.0, open=9.0, high=10.5, low=8.8, pre_close=9.9),
             bar(A, "20240103", 11.0),
             bar(A, "20240104", 12.1, vol=555.0, amount=6666.0),
-            # B has bars but no factors: it cannot be adjusted, so it is absent.
+            # B has bars but no factors: it cannot be adjusted, yet its bar stays (null prices).
             bar(B, "20240102", 20.0),
         ),
     )
@@ -414,14 +414,53 @@ def test_daily_qfq_against_a_hand_computed_case(db: Database) -> None:
         (A, "20240102"),
         (A, "20240103"),
         (A, "20240104"),
+        (B, "20240102"),
     ]
-    d1, d2, d3 = (row[2:] for row in got)
+    d1, d2, d3, b = (row[2:] for row in got)
+    assert b == (None, None, None, None, None, 100.0, 1000.0, None, None)
     approx = pytest.approx
     assert d1 == approx(
         (9.0 / 1.1, 10.5 / 1.1, 8.8 / 1.1, 10.0 / 1.1, 9.9 / 1.1, 100.0, 1000.0, 1.0, 1.1)
     )
     assert d2 == approx((10.0, 10.0, 10.0, 10.0, 10.0, 100.0, 1000.0, 1.0, 1.1))
     assert d3 == approx((12.1, 12.1, 12.1, 12.1, 12.1, 555.0, 6666.0, 1.1, 1.1))
+
+
+def test_a_bar_whose_factor_is_missing_takes_the_last_one_before_it(db: Database) -> None:
+    """Factors with gaps (a late publication, a day the API skipped): every bar of `daily` is
+    in both views, each with the factor in force that day."""
+    save(
+        db,
+        DAILY,
+        bars(
+            "d",
+            bar(A, "20240101", 8.0),  # before any factor: kept, not adjustable
+            bar(A, "20240102", 10.0),
+            bar(A, "20240103", 10.0),  # no factor this day: 20240102's holds
+            bar(A, "20240104", 20.0),
+            bar(A, "20240105", 20.0),  # newer than the newest factor
+        ),
+    )
+    save(db, ADJ_FACTOR, factors("f", (A, "20240102", 1.0), (A, "20240104", 2.0)))
+    qfq = query(
+        db, "SELECT strftime(trade_date, '%Y%m%d'), close, adj_factor FROM daily_qfq ORDER BY 1"
+    )
+    assert qfq == [
+        ("20240101", None, None),
+        ("20240102", 5.0, 1.0),
+        ("20240103", 5.0, 1.0),
+        ("20240104", 20.0, 2.0),
+        ("20240105", 20.0, 2.0),
+    ]
+    hfq = query(db, "SELECT strftime(trade_date, '%Y%m%d'), close FROM daily_hfq ORDER BY 1")
+    assert hfq == [
+        ("20240101", None),
+        ("20240102", 10.0),
+        ("20240103", 10.0),
+        ("20240104", 40.0),
+        ("20240105", 40.0),
+    ]
+    assert query(db, "SELECT count(*) FROM daily") == [(5,)]
 
 
 def test_daily_qfq_follows_a_new_factor_without_rewriting_bars(db: Database) -> None:

@@ -1,4 +1,4 @@
-"""Tables as the API names them, keyed as PRODUCT.md says, plus the `daily_qfq` view."""
+"""Tables as the API names them, keyed as PRODUCT.md says, plus the adjusted-price views."""
 
 from __future__ import annotations
 
@@ -15,25 +15,45 @@ def table_ddl(d: Dataset) -> str:
     return f"CREATE TABLE IF NOT EXISTS {d.table} (\n    {cols},\n    PRIMARY KEY ({keys})\n)"
 
 
-# Forward-adjusted prices depend on the newest factor, so they are computed on read and are
-# never stale: price x factor / latest factor of that symbol, on the dates `daily` has (the
-# factor table also has rows on suspension days, which have no bar).
+# Adjusted prices are computed on read from raw bars and factors, so they are never stale.
+# Every bar of `daily` is in both views (a missing or late factor must not make a bar vanish):
+# a bar takes its own day's factor, else the symbol's last factor before it (Tushare's own
+# `pro_bar` carries the factor forward the same way); a bar older than any factor has null
+# adjusted prices. The factor table also has rows on suspension days, which have no bar.
+#   daily_qfq (forward-adjusted):  price x factor / the symbol's latest factor
+#   daily_hfq (back-adjusted):     price x factor
+FACTOR_VIEW = """
+CREATE OR REPLACE VIEW _daily_factor AS
+SELECT d.ts_code, d.trade_date, d.open, d.high, d.low, d.close, d.pre_close, d.vol, d.amount,
+       a.adj_factor
+FROM daily d ASOF LEFT JOIN adj_factor a
+    ON a.ts_code = d.ts_code AND d.trade_date >= a.trade_date
+"""
+
 QFQ_VIEW = """
 CREATE OR REPLACE VIEW daily_qfq AS
 WITH latest AS (
     SELECT ts_code, arg_max(adj_factor, trade_date) AS latest_factor
     FROM adj_factor GROUP BY ts_code
 )
-SELECT d.ts_code, d.trade_date,
-       d.open      * a.adj_factor / l.latest_factor AS open,
-       d.high      * a.adj_factor / l.latest_factor AS high,
-       d.low       * a.adj_factor / l.latest_factor AS low,
-       d.close     * a.adj_factor / l.latest_factor AS close,
-       d.pre_close * a.adj_factor / l.latest_factor AS pre_close,
-       d.vol, d.amount, a.adj_factor, l.latest_factor
-FROM daily d
-JOIN adj_factor a ON a.ts_code = d.ts_code AND a.trade_date = d.trade_date
-JOIN latest l ON l.ts_code = d.ts_code
+SELECT f.ts_code, f.trade_date,
+       f.open      * f.adj_factor / l.latest_factor AS open,
+       f.high      * f.adj_factor / l.latest_factor AS high,
+       f.low       * f.adj_factor / l.latest_factor AS low,
+       f.close     * f.adj_factor / l.latest_factor AS close,
+       f.pre_close * f.adj_factor / l.latest_factor AS pre_close,
+       f.vol, f.amount, f.adj_factor, l.latest_factor
+FROM _daily_factor f
+LEFT JOIN latest l ON l.ts_code = f.ts_code
+"""
+
+HFQ_VIEW = """
+CREATE OR REPLACE VIEW daily_hfq AS
+SELECT ts_code, trade_date,
+       open * adj_factor AS open, high * adj_factor AS high, low * adj_factor AS low,
+       close * adj_factor AS close, pre_close * adj_factor AS pre_close,
+       vol, amount, adj_factor
+FROM _daily_factor
 """
 
 QUARANTINE_DDL = f"""
@@ -48,4 +68,9 @@ CREATE TABLE IF NOT EXISTS {QUARANTINE} (
 
 
 def all_ddl() -> list[str]:
-    return [table_ddl(d) for d in DATASETS.values()] + [QFQ_VIEW, QUARANTINE_DDL]
+    return [table_ddl(d) for d in DATASETS.values()] + [
+        FACTOR_VIEW,
+        QFQ_VIEW,
+        HFQ_VIEW,
+        QUARANTINE_DDL,
+    ]
