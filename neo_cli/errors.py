@@ -30,6 +30,7 @@ EXIT_UNHEALTHY = 5
 EXIT_QUEUE_FULL = 6
 EXIT_DATABASE = 7
 EXIT_LIMITER = 8
+EXIT_INCOMPLETE = 9  # `neo verify`: the database has holes
 
 
 class NeoError(Exception):

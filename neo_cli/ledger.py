@@ -32,9 +32,14 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from neo_cli.coverage import Range, covered_by, merge
+from neo_cli.dates import CHINA, fmt
+from neo_cli.strategies import ALL
+from neo_cli.tasktypes import STATEMENTS
 from neo_cli.units import Unit
 
 LIVE = ("queued", "retrying", "saving")
@@ -76,6 +81,10 @@ create table if not exists symbols (
 create table if not exists tables (api text primary key, rows integer not null, updated real);
 create table if not exists batch_symbols (
     batch text not null, ts_code text not null, primary key (batch, ts_code)
+);
+create table if not exists coverage (  -- what successful calls covered, merged per symbol
+    api text not null, ts_code text not null, start text not null, "end" text not null,
+    primary key (api, ts_code, start)
 );
 """
 
@@ -121,7 +130,15 @@ class Ledger:
             columns = {r[1] for r in self._conn.execute("pragma table_info(units)")}
             if columns and "owner" not in columns:  # a ledger from before owners
                 self._conn.execute("alter table units add column owner text")
+            fresh = not self._conn.execute(
+                "select 1 from sqlite_master where name = 'coverage'"
+            ).fetchone()
             self._conn.executescript(_DDL)
+        if fresh and columns:
+            # A ledger from before coverage: what its saved units covered is what is known.
+            with self._tx() as conn:
+                saved = [i for (i,) in conn.execute("select id from units where state = 'saved'")]
+                self._cover(conn, saved)
 
     def close(self) -> None:
         with self._lock:
@@ -306,11 +323,77 @@ class Ledger:
     def _advance_unit(self, unit: Unit, state: str, save_id: str | None, rows: int) -> None:
         with self._tx() as conn:
             self._ensure(conn, unit)
-            conn.execute(
+            changed = conn.execute(
                 "update units set state = ?, save_id = ?, rows = ?, error = null,"
                 " error_class = null, updated = ? where id = ? and state in ('queued','retrying')",
                 (state, save_id, rows, self.clock(), unit.id),
+            ).rowcount
+            if changed and state == "saved":
+                self._cover(conn, [unit.id])
+
+    # -- coverage -----------------------------------------------------------------------------
+
+    def _cover(self, conn: sqlite3.Connection, unit_ids: Iterable[str]) -> None:
+        """Record the ranges the calls of these (saved) units covered, merged per symbol.
+        A whole-market day covers every symbol its batch was planned for."""
+        added: dict[tuple[str, str], list[Range]] = {}
+        ids = list(unit_ids)
+        universes: dict[str, list[str]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            for api, codes, params, batch in conn.execute(
+                "select api, codes, params, batch from units where state != 'dead' and id in"
+                f" ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                span = covered_by(json.loads(params))
+                if span is None:
+                    continue
+                symbols = [c for c in codes.split(",") if c]
+                if symbols == [ALL]:
+                    if batch not in universes:
+                        universes[batch] = [
+                            c
+                            for (c,) in conn.execute(
+                                "select ts_code from batch_symbols where batch = ?", (batch,)
+                            )
+                        ]
+                    symbols = universes[batch]
+                for code in symbols:
+                    added.setdefault((api, code), []).append(span)
+        # A day is covered only once it is over, or once its bar is saved: a call made on the
+        # day itself may come before the day's bar or a late announcement is published.
+        now = datetime.fromtimestamp(self.clock(), CHINA).date()
+        today, yesterday = fmt(now), fmt(now - timedelta(days=1))
+        for (api, code), spans in list(added.items()):
+            if any(hi >= today for _, hi in spans):
+                mark = conn.execute(
+                    "select last_date from watermarks where api = ? and ts_code = ?", (api, code)
+                ).fetchone()
+                last = today if mark and mark[0] >= today and api not in STATEMENTS else yesterday
+                added[(api, code)] = [(lo, min(hi, last)) for lo, hi in spans]
+        for (api, code), spans in added.items():
+            old = conn.execute(
+                'select start, "end" from coverage where api = ? and ts_code = ?', (api, code)
+            ).fetchall()
+            merged = merge([*old, *spans])
+            if merged == sorted(old):
+                continue
+            conn.execute("delete from coverage where api = ? and ts_code = ?", (api, code))
+            conn.executemany(
+                'insert into coverage (api, ts_code, start, "end") values (?, ?, ?, ?)',
+                [(api, code, lo, hi) for lo, hi in merged],
             )
+
+    def coverage(self, api: str) -> dict[str, list[Range]]:
+        """{symbol: its covered ranges, in order} for one interface."""
+        out: dict[str, list[Range]] = {}
+        for code, lo, hi in self._rows(
+            'select ts_code, start, "end" from coverage where api = ? order by ts_code, start',
+            (api,),
+        ):
+            out.setdefault(code, []).append((lo, hi))
+        return out
 
     def mark_dead(self, unit: Unit, error: str, error_class: str) -> None:
         with self._tx() as conn:
@@ -355,8 +438,12 @@ class Ledger:
         symbols: Iterable[tuple[str, str, str, str, str]] = (),
         table_rows: Mapping[str, int] | None = None,
     ) -> None:
-        """After a DuckDB commit: mark units saved and move the catalog forward."""
+        """After a DuckDB commit: mark units saved, record what their calls covered, and move
+        the catalog forward."""
+        unit_ids = list(unit_ids)
         with self._tx() as conn:
+            self._advance(conn, watermarks, symbols, table_rows)  # first: _cover reads it
+            self._cover(conn, unit_ids)
             self._by_ids(
                 conn,
                 "update units set state = 'saved', error = null,"
@@ -365,7 +452,6 @@ class Ledger:
                 unit_ids,
                 self.clock(),
             )
-            self._advance(conn, watermarks, symbols, table_rows)
 
     def rebuild_catalog(
         self,

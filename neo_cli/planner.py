@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from neo_cli.dates import EARLIEST, fmt, plus
+from neo_cli.coverage import holes
+from neo_cli.dates import EARLIEST, fmt
 from neo_cli.errors import InputError
 from neo_cli.inputs import read_input
 from neo_cli.ledger import Ledger
@@ -22,8 +23,10 @@ from neo_cli.strategies import (
     ALL,
     MULTI_SYMBOL,
     WHOLE_MARKET,
+    Gaps,
     Strategy,
     TradingCalendar,
+    fill_gaps,
     multi_symbol,
     per_symbol,
     whole_market,
@@ -109,6 +112,53 @@ class PlanOptions:
         return cls(v["multi_symbol"], v["whole_market"], v["max_codes_per_call"])
 
 
+def plan_codes(request: Request, ledger: Ledger) -> list[str]:
+    """The symbols a request is for: `--symbols`, else every listed symbol in the catalog."""
+    if request.symbols is not None:
+        return list(request.symbols)
+    codes = [code for code, _, _ in ledger.symbols(("L",))]
+    if not codes:
+        raise InputError(
+            "no symbols: the stock_basic table is empty. Fill it first with "
+            "`neo enqueue --task-type stock_basic` (and let it save), or pass --symbols"
+        )
+    # A stock delisted since the last run is no longer listed, but its last days are
+    # still owed: finish the history of any delisted symbol already partly saved.
+    marks = {api: ledger.watermarks(api) for api in request.task_type.datasets}
+    codes += [
+        code
+        for code, _, delisted in ledger.symbols(("D",))
+        if delisted and any(code in m and m[code] < delisted for m in marks.values())
+    ]
+    return codes
+
+
+def symbol_span(
+    api: str, code: str, listed: dict[str, tuple[str, str]], request: Request, end: str
+) -> tuple[str, str]:
+    """The dates `code` owes `api` for this request: its listing span (statements: from
+    1990, since they are published for periods before a listing too, and before the
+    exchanges' first trading day) within the requested dates."""
+    list_date, delist_date = listed.get(code, ("", ""))
+    first = STATEMENTS_SINCE if api in STATEMENTS else (list_date or fmt(EARLIEST))
+    start = fmt(request.start) if request.start else first
+    return start, min(end, delist_date) if delist_date else end
+
+
+def symbol_holes(
+    api: str,
+    span: tuple[str, str],
+    covered: dict[str, list[tuple[str, str]]],
+    calendar: TradingCalendar,
+    code: str,
+) -> list[tuple[str, str]]:
+    """The parts of `span` no successful call covered (bars: those with a trading day)."""
+    found = holes(span, covered.get(code, ()))
+    if api not in STATEMENTS:
+        found = [h for h in found if calendar.any_between(*h)]
+    return found
+
+
 def plan_for(settings, request: Request, ledger: Ledger, provider, batch: str) -> Plan:
     """`make_plan` with today's date, the provider's calendar and the settings' [plan]."""
     from neo_cli.dates import today
@@ -145,64 +195,60 @@ def make_plan(
         return plan
 
     listed = {code: (ld, dd) for code, ld, dd in ledger.symbols(("L", "D", "P"))}
-    if request.symbols is None:
-        codes = [code for code, _, _ in ledger.symbols(("L",))]
-        if not codes:
-            raise InputError(
-                "no symbols: the stock_basic table is empty. Fill it first with "
-                "`neo enqueue --task-type stock_basic` (and let it save), or pass --symbols"
-            )
-        # A stock delisted since the last run is no longer listed, but its last days are
-        # still owed: finish the history of any delisted symbol already partly saved.
-        marks = {api: ledger.watermarks(api) for api in request.task_type.datasets}
-        codes += [
-            code
-            for code, _, delisted in ledger.symbols(("D",))
-            if delisted and any(code in m and m[code] < delisted for m in marks.values())
-        ]
-    else:
-        codes = request.symbols
+    codes = plan_codes(request, ledger)
     plan.symbols = len(codes)
     end_default = fmt(request.end or today)
     calendar = TradingCalendar(trading_days(fmt(EARLIEST), end_default) if trading_days else None)
     for api in request.task_type.datasets:
         live = ledger.live_codes(api)
-        marks = ledger.watermarks(api)
-        ranges: dict[str, tuple[str, str]] = {}
+        covered = {} if request.full else ledger.coverage(api)
+        tails: dict[str, tuple[str, str]] = {}  # each symbol's newest hole, to the plan's end
+        gaps: Gaps = []  # older holes
         for code in codes:
             if code in live or ALL in live:
                 plan.queued += 1
                 continue
-            list_date, delist_date = listed.get(code, ("", ""))
-            # Statements are published for periods before a listing too (the prospectus),
-            # and before the exchanges' first trading day.
-            first = STATEMENTS_SINCE if api in STATEMENTS else (list_date or fmt(EARLIEST))
-            start = fmt(request.start) if request.start else first
-            end = min(end_default, delist_date) if delist_date else end_default
-            last = marks.get(code)
-            if last and not request.full:
-                resume = last if api in STATEMENTS else plus(last, 1)
-                start = max(start, resume)
-            if start > end or (api not in STATEMENTS and not calendar.any_between(start, end)):
+            span = symbol_span(api, code, listed, request, end_default)
+            found = symbol_holes(api, span, covered, calendar, code)
+            if not found:
                 plan.current += 1
                 continue
-            ranges[code] = (start, end)
-        if not ranges:
+            if found[-1][1] == span[1]:
+                tails[code] = found.pop()
+            gaps += [(code, lo, hi) for lo, hi in found]
+        if not tails and not gaps:
             continue
-        priced = [per_symbol(api, ranges, batch, request.priority)]
+        market = options.whole_market and api in WHOLE_MARKET and request.symbols is None
+        older = fill_gaps(
+            api,
+            gaps,
+            calendar,
+            options.max_codes_per_call,
+            multi=options.multi_symbol and api in MULTI_SYMBOL,
+            market=market,
+            batch=batch,
+            priority=request.priority,
+        )
+        priced = [per_symbol(api, tails, batch, request.priority)]
         if options.multi_symbol and api in MULTI_SYMBOL:
             priced.append(
                 multi_symbol(
-                    api, ranges, calendar, options.max_codes_per_call, batch, request.priority
+                    api, tails, calendar, options.max_codes_per_call, batch, request.priority
                 )
             )
-        if options.whole_market and api in WHOLE_MARKET and request.symbols is None:
-            found = whole_market(api, ranges, calendar, batch, request.priority)
-            if found is not None:
-                priced.append(found)
+        if market:
+            found_market = whole_market(api, tails, calendar, batch, request.priority)
+            if found_market is not None:
+                priced.append(found_market)
+        for strategy in priced:
+            strategy.units += older.units
+            if older.note:
+                strategy.note = f"{strategy.note}; {older.note}" if strategy.note else older.note
         priced.sort(key=lambda st: st.calls)  # stable: per-symbol wins ties
         plan.choices[api] = priced
         plan.units += priced[0].units
-        if priced[0].name == "whole-market":
-            plan.universe = list(ranges)
+        if any(u.codes == (ALL,) for u in priced[0].units):
+            # The symbols whole-market rows may be saved (and days covered) for: every
+            # symbol this interface's plan is for, across interfaces.
+            plan.universe = sorted({*plan.universe, *tails, *(c for c, _, _ in gaps)})
     return plan

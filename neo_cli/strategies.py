@@ -196,3 +196,51 @@ def whole_market(
     return Strategy(
         "whole-market", units, f"{days} trading day(s) from {cut}, plus {stragglers} straggler(s)"
     )
+
+
+Gaps = list[tuple[str, str, str]]  # (symbol, start, end): holes before a symbol's newest range
+
+
+def fill_gaps(
+    api: str,
+    gaps: Gaps,
+    calendar: TradingCalendar,
+    max_codes: int,
+    *,
+    multi: bool,
+    market: bool,
+    batch: str,
+    priority: int,
+) -> Strategy:
+    """Units for the older holes of symbols (a range whose calls failed, say): the cheapest of
+    one call per symbol and hole; codes sharing a hole packed in one call (`multi`); or one
+    whole-market call per trading day the holes hold (`market`: one bad old day of the whole
+    market costs one call, not one per symbol)."""
+    ways = [
+        Strategy(
+            "per-symbol",
+            [
+                _unit(api, [code], lo, hi, batch, priority)
+                for code, start, end in gaps
+                for lo, hi in split(start, end, span_days(api))
+            ],
+        )
+    ]
+    if multi:
+        groups: dict[tuple[str, str], list[str]] = {}
+        for code, start, end in gaps:
+            groups.setdefault((start, end), []).append(code)
+        ways.append(
+            Strategy("multi-symbol", _pack(api, groups, calendar, max_codes, batch, priority))
+        )
+    if market and calendar.known:
+        days = sorted({d for _, start, end in gaps for d in calendar.between(start, end)})
+        ways.append(
+            Strategy(
+                "whole-market",
+                [Unit(api, {"trade_date": day}, (ALL,), batch, priority) for day in days],
+            )
+        )
+    best = min(ways, key=lambda st: st.calls)  # stable: per-symbol wins ties
+    best.note = f"{len(gaps)} older hole(s) by {best.name} calls" if gaps else ""
+    return best

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neo_cli.dates import EARLIEST, fmt, parse
+from neo_cli.dates import CHINA, EARLIEST, fmt, parse
 from neo_cli.errors import InputError
 from neo_cli.ledger import Ledger
 from neo_cli.planner import (
@@ -30,11 +30,29 @@ PER_SYMBOL = PlanOptions(multi_symbol=False, whole_market=False)
 A, B, C, D = "000001.SZ", "600000.SH", "830799.BJ", "000024.SZ"
 
 
+NOON = datetime(2024, 6, 28, 12, tzinfo=CHINA).timestamp()  # TODAY, as the ledger's clock
+
+
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger(tmp_path / "ledger.db")
+    led = Ledger(tmp_path / "ledger.db", clock=lambda: NOON)
     yield led
     led.close()
+
+
+def saved_through(ledger: Ledger, marks: dict[str, dict[str, str]], since="19900101") -> None:
+    """As if calls from `since` to each date had saved every row (rows up to that date):
+    their coverage, and the catalog's last saved dates."""
+    units = [
+        Unit(api, {"ts_code": code, "start_date": since, "end_date": last}, (code,), "seed")
+        for api, by_code in marks.items()
+        for code, last in by_code.items()
+    ]
+    with ledger.adding("seed", "seed", units):
+        pass
+    for u in units:
+        ledger.mark_saving(u, f"save-{u.id}", 1)
+    ledger.record_flush([u.id for u in units], marks)
 
 
 @pytest.fixture
@@ -110,7 +128,7 @@ def test_bars_start_at_listing_and_statements_before_it(listed: Ledger) -> None:
 
 
 def test_daily_resumes_the_day_after_the_last_saved_date(listed: Ledger) -> None:
-    listed.record_flush([], {"daily": {A: "20240620"}, "adj_factor": {A: "20240531"}})
+    saved_through(listed, {"daily": {A: "20240620"}, "adj_factor": {A: "20240531"}})
     assert spans(plan(listed, "daily", [A]).units) == [("daily", A, "20240621", "20240628")]
     assert spans(plan(listed, "daily_qfq", [A]).units) == [
         ("daily", A, "20240621", "20240628"),
@@ -119,25 +137,25 @@ def test_daily_resumes_the_day_after_the_last_saved_date(listed: Ledger) -> None
 
 
 @pytest.mark.parametrize("api", STATEMENTS)
-def test_statements_resume_at_the_last_announcement_date(listed: Ledger, api: str) -> None:
-    listed.record_flush([], {api: {A: "20240430"}})
-    assert spans(plan(listed, api, [A]).units) == [(api, A, "20240430", "20240628")]
+def test_statements_resume_after_the_last_day_covered(listed: Ledger, api: str) -> None:
+    saved_through(listed, {api: {A: "20240430"}})
+    assert spans(plan(listed, api, [A]).units) == [(api, A, "20240501", "20240628")]
 
 
 def test_statements_announced_today_are_asked_for_again(listed: Ledger) -> None:
-    listed.record_flush([], {"income": {A: "20240628"}})
+    saved_through(listed, {"income": {A: "20240628"}})
     assert spans(plan(listed, "income", [A]).units) == [("income", A, "20240628", "20240628")]
 
 
 def test_up_to_date_symbols_are_counted_not_planned(listed: Ledger) -> None:
-    listed.record_flush([], {"daily": {A: "20240628", B: "20240627"}})
+    saved_through(listed, {"daily": {A: "20240628", B: "20240627"}})
     p = plan(listed, "daily", [A, B])
     assert spans(p.units) == [("daily", B, "20240628", "20240628")]
     assert (p.current, p.queued, p.symbols) == (1, 0, 2)
 
 
 def test_full_ignores_watermarks(listed: Ledger) -> None:
-    listed.record_flush([], {"daily": {A: "20240628"}, "income": {A: "20240430"}})
+    saved_through(listed, {"daily": {A: "20240628"}, "income": {A: "20240430"}})
     assert spans(plan(listed, "daily", [A], full=True).units)[0][2] == "19910403"
     assert spans(plan(listed, "income", [A], full=True).units) == [
         ("income", A, STATEMENTS_SINCE, "20240628")
@@ -153,7 +171,7 @@ def test_explicit_start_and_end(listed: Ledger) -> None:
 
 
 def test_explicit_start_still_skips_what_is_saved(listed: Ledger) -> None:
-    listed.record_flush([], {"daily": {A: "20240110"}})
+    saved_through(listed, {"daily": {A: "20240110"}})
     p = plan(listed, "daily", [A], start="20240101", end="20240131")
     assert spans(p.units) == [("daily", A, "20240111", "20240131")]
     p = plan(listed, "daily", [A], start="20240101", end="20240105")
@@ -175,7 +193,7 @@ def test_a_delisted_symbol_ends_at_its_delisting(listed: Ledger) -> None:
     assert spans(plan(listed, "daily", [D], start="20100101").units) == [
         ("daily", D, "20100101", "20151230")
     ]
-    listed.record_flush([], {"daily": {D: "20151230"}})
+    saved_through(listed, {"daily": {D: "20151230"}})
     p = plan(listed, "daily", [D])
     assert (p.units, p.current) == ([], 1)
 
@@ -186,8 +204,8 @@ def test_a_range_before_listing_or_after_delisting_is_current(listed: Ledger) ->
 
 
 def test_a_range_without_trading_days_is_current_when_the_calendar_is_known(listed: Ledger) -> None:
-    listed.record_flush(
-        [], {"daily": {A: "20240628"}, "income": {A: "20240628"}, "adj_factor": {B: "20240621"}}
+    saved_through(
+        listed, {"daily": {A: "20240628"}, "income": {A: "20240628"}, "adj_factor": {B: "20240621"}}
     )
     days = ["20240620", "20240621", "20240624"]
     asked = []
@@ -415,11 +433,12 @@ def test_symbols_file_with_a_byte_order_mark(tmp_path: Path) -> None:
 
 
 def test_a_symbol_delisted_since_the_last_run_gets_its_last_days(tmp_path) -> None:
-    ledger = Ledger(tmp_path / "ledger.db")
+    ledger = Ledger(tmp_path / "ledger.db", clock=lambda: NOON)
     try:
+        saved_through(ledger, {"daily": {"000010.SZ": "20240301", "000011.SZ": "20240620"}})
         ledger.record_flush(
             [],
-            {"daily": {"000010.SZ": "20240301", "000011.SZ": "20240620"}},
+            {},
             [
                 ("000010.SZ", "x", "D", "19950101", "20240315"),
                 ("000011.SZ", "y", "D", "19950101", "20240620"),

@@ -18,6 +18,7 @@ from neo_cli.strategies import (
     whole_market,
 )
 from neo_cli.tasktypes import DATASETS, task_type
+from neo_cli.units import Unit
 
 END = "20261120"
 
@@ -101,14 +102,53 @@ def test_without_a_calendar_there_is_no_whole_market():
 
 @pytest.fixture
 def ledger(tmp_path):
+    """300 listed symbols whose bars and factors were saved from their listing to 20261118."""
     led = Ledger(tmp_path / "ledger.db")
-    led.record_flush(
-        [],
-        {"daily": {c: "20261118" for c in CODES}, "adj_factor": {c: "20261118" for c in CODES}},
-        [(c, "x", "L", "19910101", None) for c in CODES],
-    )
+    marks = {"daily": {c: "20261118" for c in CODES}, "adj_factor": {c: "20261118" for c in CODES}}
+    seed = [
+        Unit(api, {"ts_code": c, "start_date": "19910101", "end_date": "20261118"}, (c,), "seed")
+        for api in marks
+        for c in CODES
+    ]
+    with led.adding("seed", "seed", seed):
+        pass
+    for u in seed:
+        led.mark_saving(u, f"s-{u.id}", 1)
+    led.record_flush([u.id for u in seed], marks, [(c, "x", "L", "19910101", None) for c in CODES])
     yield led
     led.close()
+
+
+def test_an_old_hole_of_the_whole_market_costs_one_call(ledger):
+    """Calls covering one old day failed for every symbol: the next plan asks that day once,
+    for the whole market, beside the usual update."""
+    holed = [
+        u
+        for api in ("daily", "adj_factor")
+        for c in CODES
+        for u in [
+            Unit(api, {"ts_code": c, "start_date": "19910101", "end_date": "20150612"}, (c,), "h"),
+            Unit(api, {"ts_code": c, "start_date": "20150616", "end_date": "20261118"}, (c,), "h"),
+        ]
+    ]
+    fresh = Ledger(ledger.path.with_name("holed.db"))
+    with fresh.adding("h", "h", holed):
+        pass
+    for u in holed:
+        fresh.mark_saving(u, f"s-{u.id}", 1)
+    fresh.record_flush([u.id for u in holed], {}, [(c, "x", "L", "19910101", None) for c in CODES])
+    plan = make_plan(Request(task_type("daily_qfq")), fresh, parse(END), "b", CAL.between)
+    days = sorted(u.params["trade_date"] for u in plan.units if u.api == "daily")
+    assert days == ["20150615", "20261119", "20261120"]  # the hole (a Monday) and the update
+    assert len(plan.units) == 6 and set(plan.universe) == set(CODES)
+    per_code = make_plan(
+        Request(task_type("daily"), CODES[:3]), fresh, parse(END), "b", CAL.between
+    )
+    assert sorted((u.params["start_date"], u.params["end_date"]) for u in per_code.units) == [
+        ("20150613", "20150615"),  # the three symbols' hole (a weekend and a Monday), one call
+        ("20261119", "20261120"),
+    ]
+    fresh.close()
 
 
 def test_planner_takes_the_cheapest_and_respects_the_options(ledger):

@@ -145,6 +145,7 @@ class TushareServer:
         has_more_flag: bool = False,
         faults: Mapping[str, float] | None = None,
         slow_seconds: float = 5.0,
+        fail_dates: Iterable[str] = (),
         seed: int = 0,
         clock: Callable[[], float] = time.monotonic,
         port: int = 0,
@@ -167,6 +168,7 @@ class TushareServer:
         self.row_caps = {api: d.row_cap for api, d in DATASETS.items()} | dict(row_caps or {})
         self.has_more_flag = has_more_flag
         self.slow_seconds = float(slow_seconds)
+        self.fail_dates = frozenset(fail_dates)  # calls covering these days answer HTTP 502
         self._clock = clock
         self._rng = random.Random(seed)
         self._faults: dict[str, float] = {}
@@ -277,6 +279,12 @@ class TushareServer:
             self._check(api, request)
             self._admit(api)
             fault = self._draw(api)
+            if (
+                fault is None
+                and api not in (TRADE_CAL, "stock_basic")
+                and self._covers_failing_day(request.get("params") or {})
+            ):
+                fault = "http_502"
             if fault == "reset":
                 return _Answer(reset=True)
             if fault in ("http_500", "http_502"):
@@ -351,6 +359,16 @@ class TushareServer:
             stats.accepted += 1
             stats.arrivals.append(now)
             stats.max_in_window = max(stats.max_in_window, len(windows["minute"]))
+
+    def _covers_failing_day(self, params: Mapping[str, Any]) -> bool:
+        """Whether a call asks for a day in `fail_dates` (a trade date, or inside a range)."""
+        if not self.fail_dates:
+            return False
+        day = params.get("trade_date")
+        if day:
+            return str(day) in self.fail_dates
+        lo, hi = params.get("start_date"), params.get("end_date")
+        return bool(lo and hi and any(str(lo) <= d <= str(hi) for d in self.fail_dates))
 
     def _draw(self, api: str) -> str | None:
         """This call's fault: a forced one if queued, else by one seeded draw. Every accepted
@@ -639,6 +657,9 @@ def _parser() -> argparse.ArgumentParser:
         "--fault", action="append", default=[], help=f"kind=probability,...; kinds: {FAULTS}"
     )
     p.add_argument("--slow-seconds", type=float, default=5.0)
+    p.add_argument(
+        "--fail-dates", default="", help="YYYYMMDD,...: every call covering one answers 502"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
     return p
 
@@ -661,6 +682,7 @@ def main(argv: list[str] | None = None) -> int:
         has_more_flag=args.has_more,
         faults=_pairs(",".join(args.fault), float),
         slow_seconds=args.slow_seconds,
+        fail_dates=[d.strip() for d in args.fail_dates.split(",") if d.strip()],
         seed=args.seed,
         port=args.port,
     )

@@ -1,0 +1,104 @@
+"""`neo verify`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from neo_cli.cli.app import ConfigOption, app, out, settings_for
+from neo_cli.dates import parse
+from neo_cli.errors import EXIT_INCOMPLETE, InputError
+from neo_cli.planner import parse_symbols, read_symbols_file
+
+
+@app.command()
+def verify(
+    task_type: Annotated[
+        str | None,
+        typer.Option(
+            "--task-type",
+            "-t",
+            help="Check one task type (default: daily, adj_factor and the three statements).",
+            show_default=False,
+        ),
+    ] = None,
+    symbols: Annotated[
+        str | None,
+        typer.Option(
+            "--symbols",
+            help="Comma-separated codes (default: the whole market).",
+            show_default=False,
+        ),
+    ] = None,
+    symbols_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--symbols-file", help="One code a line; # starts a comment.", show_default=False
+        ),
+    ] = None,
+    end_date: Annotated[
+        str | None,
+        typer.Option(
+            "--end-date", help="YYYYMMDD (default: today, China time).", show_default=False
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the holes as JSON.")] = False,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Enqueue exactly the holes (an incremental enqueue).")
+    ] = False,
+    config_file: ConfigOption = None,
+) -> None:
+    """Is the database complete? Holes in each symbol's coverage; exit 0 when there are none.
+
+    Example: neo verify --task-type daily
+    """
+    from neo_cli.verify import requests_for
+    from neo_cli.verify import verify as find_holes
+
+    if symbols is not None and symbols_file is not None:
+        raise InputError("give --symbols or --symbols-file, not both")
+    if task_type is not None and task_type.strip().lower() == "stock_basic":
+        raise InputError("stock_basic has no coverage to verify: it is one list, saved whole")
+    codes = (
+        parse_symbols(symbols)
+        if symbols is not None
+        else read_symbols_file(symbols_file)
+        if symbols_file is not None
+        else None
+    )
+    end = parse(end_date, "--end-date") if end_date is not None else None
+    settings = settings_for(config_file)
+    requests = requests_for(task_type, codes, end=end)
+    reports = [r for request in requests for r in find_holes(settings, request)]
+    missing = sum(r.ranges for r in reports)
+    if as_json:
+        out.print_json(
+            json.dumps({"complete": missing == 0, "apis": [r.to_dict() for r in reports]})
+        )
+    else:
+        for r in reports:
+            queued = f", {len(r.queued)} more on their way" if r.queued else ""
+            if not r.holes:
+                out.print(f"{r.api}: complete ({r.symbols} symbols){queued}")
+                continue
+            out.print(
+                f"{r.api}: {len(r.holes)} of {r.symbols} symbols have holes, "
+                f"{r.ranges} range(s){queued}"
+            )
+            for code, ranges in sorted(r.holes.items())[:20]:
+                shown = ", ".join(lo if lo == hi else f"{lo}-{hi}" for lo, hi in ranges[:5])
+                more = f" (+{len(ranges) - 5} more)" if len(ranges) > 5 else ""
+                out.print(f"  {code}  {shown}{more}")
+            if len(r.holes) > 20:
+                out.print(f"  … and {len(r.holes) - 20} more symbols (--json lists them all)")
+    if repair and missing:
+        from neo_cli.enqueue import enqueue
+
+        for request in requests:
+            done = enqueue(settings, request)
+            out.print(f"repair: enqueued {len(done.ids)} {request.task_type.name} task(s)")
+    if missing:
+        raise typer.Exit(EXIT_INCOMPLETE)

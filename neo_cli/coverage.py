@@ -1,0 +1,59 @@
+"""Date ranges as sets: what successful calls covered, and the holes a plan must fill.
+
+A range is `(start, end)`, both 'YYYYMMDD' and inclusive. A coverage is a sorted list of
+disjoint ranges that do not touch (adjacent ranges are merged: 20240101-20240131 and
+20240201-20240229 are one range).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from neo_cli.dates import plus
+
+Range = tuple[str, str]
+
+
+def merge(ranges: Iterable[Range]) -> list[Range]:
+    """The union of `ranges`, as a coverage."""
+    out: list[list[str]] = []
+    for start, end in sorted(r for r in ranges if r[0] <= r[1]):
+        if out and start <= plus(out[-1][1], 1):
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return [(s, e) for s, e in out]
+
+
+def holes(span: Range, covered: Iterable[Range]) -> list[Range]:
+    """The parts of `span` that `covered` does not cover, in order."""
+    start, end = span
+    if start > end:
+        return []
+    out = []
+    cursor = start
+    for lo, hi in merge(covered):
+        if hi < cursor:
+            continue
+        if lo > end:
+            break
+        if lo > cursor:
+            out.append((cursor, min(end, plus(lo, -1))))
+        cursor = max(cursor, plus(hi, 1))
+        if cursor > end:
+            return out
+    if cursor <= end:
+        out.append((cursor, end))
+    return out
+
+
+def covered_by(params: Mapping[str, Any]) -> Range | None:
+    """The dates a successful call with these parameters covered: its start and end dates
+    (announcement dates for statements), or its one trade date; None when it has none."""
+    if params.get("trade_date"):
+        day = str(params["trade_date"])
+        return day, day
+    if params.get("start_date") and params.get("end_date"):
+        return str(params["start_date"]), str(params["end_date"])
+    return None

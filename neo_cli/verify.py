@@ -1,0 +1,88 @@
+"""`neo verify`: is the database complete? The holes in each symbol's coverage, per interface.
+
+A hole is a part of a symbol's listing span (statements: from 1990) that no successful call
+covered; for bars, only parts holding a trading day count. Holes that a unit on its way will
+fill are counted apart ("queued"): they are not lost, just not saved yet. The next ordinary
+`neo enqueue` plans exactly the holes that are not queued, which is what `--repair` runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from neo_cli.config import Settings
+from neo_cli.dates import EARLIEST, fmt, today
+from neo_cli.ledger import Ledger
+from neo_cli.paths import Paths
+from neo_cli.planner import Request, plan_codes, symbol_holes, symbol_span
+from neo_cli.strategies import ALL, TradingCalendar
+from neo_cli.tasktypes import task_type
+
+CHECKED = ("daily", "adj_factor", "income", "balancesheet", "cashflow")
+
+
+@dataclass
+class Report:
+    """One interface's holes: {symbol: [(start, end), …]}, and the symbols checked."""
+
+    api: str
+    symbols: int = 0
+    holes: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    queued: list[str] = field(default_factory=list)  # symbols with a hole a unit will fill
+
+    @property
+    def ranges(self) -> int:
+        return sum(len(r) for r in self.holes.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "api": self.api,
+            "symbols": self.symbols,
+            "symbols_with_holes": len(self.holes),
+            "ranges": self.ranges,
+            "holes": {code: [list(r) for r in rs] for code, rs in sorted(self.holes.items())},
+            "queued": sorted(self.queued),
+        }
+
+
+def verify(settings: Settings, request: Request, provider=None) -> list[Report]:
+    """Each interface of `request.task_type` with its holes, as of today (China time)."""
+    from neo_cli.enqueue import _paced_provider
+
+    paths = Paths(settings.data_dir).ensure()
+    limiters = None
+    if provider is None:
+        provider, limiters = _paced_provider(settings)
+    ledger = Ledger(paths.ledger)
+    try:
+        codes = plan_codes(request, ledger)
+        listed = {code: (ld, dd) for code, ld, dd in ledger.symbols(("L", "D", "P"))}
+        end = fmt(request.end or today())
+        calendar = TradingCalendar(provider.trading_days(fmt(EARLIEST), end))
+        reports = []
+        for api in request.task_type.datasets:
+            report = Report(api, symbols=len(codes))
+            covered = ledger.coverage(api)
+            live = ledger.live_codes(api)
+            for code in codes:
+                span = symbol_span(api, code, listed, request, end)
+                found = symbol_holes(api, span, covered, calendar, code)
+                if not found:
+                    continue
+                if code in live or ALL in live:
+                    report.queued.append(code)
+                else:
+                    report.holes[code] = found
+            reports.append(report)
+        return reports
+    finally:
+        ledger.close()
+        provider.close()
+        if limiters is not None:
+            limiters.close()
+
+
+def requests_for(name: str | None, symbols: list[str] | None, **dates) -> list[Request]:
+    """One request per task type checked (all of them when `name` is None)."""
+    names = [name] if name else list(CHECKED)
+    return [Request(task_type(n), symbols, **dates) for n in names]

@@ -1,0 +1,108 @@
+"""Coverage arithmetic: unions and holes of inclusive date ranges, against a day-by-day model."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neo_cli.coverage import holes, merge
+
+D0 = date(2024, 1, 1)
+
+
+def day(n: int) -> str:
+    return (D0 + timedelta(days=n)).strftime("%Y%m%d")
+
+
+def days_of(ranges) -> set[str]:
+    out = set()
+    for s, e in ranges:
+        d = date(int(s[:4]), int(s[4:6]), int(s[6:]))
+        while d.strftime("%Y%m%d") <= e:
+            out.add(d.strftime("%Y%m%d"))
+            d += timedelta(days=1)
+    return out
+
+
+def test_adjacent_and_overlapping_ranges_merge() -> None:
+    assert merge([("20240201", "20240229"), ("20240101", "20240131")]) == [("20240101", "20240229")]
+    assert merge([("20240101", "20240110"), ("20240105", "20240103")]) == [
+        ("20240101", "20240110")
+    ]  # an empty range (end before start) is nothing
+    assert merge([("20240101", "20240110"), ("20240112", "20240115")]) == [
+        ("20240101", "20240110"),
+        ("20240112", "20240115"),
+    ]
+
+
+def test_holes_inside_a_span() -> None:
+    covered = [("20240105", "20240110"), ("20240120", "20240125")]
+    assert holes(("20240101", "20240131"), covered) == [
+        ("20240101", "20240104"),
+        ("20240111", "20240119"),
+        ("20240126", "20240131"),
+    ]
+    assert holes(("20240105", "20240125"), covered) == [("20240111", "20240119")]
+    assert holes(("20240106", "20240109"), covered) == []
+    assert holes(("20240101", "20240131"), []) == [("20240101", "20240131")]
+
+
+ranges = st.lists(
+    st.tuples(st.integers(0, 80), st.integers(0, 30)).map(lambda t: (day(t[0]), day(t[0] + t[1]))),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(covered=ranges, lo=st.integers(0, 100), width=st.integers(-3, 100))
+def test_holes_are_exactly_the_uncovered_days(covered, lo, width) -> None:
+    span = (day(lo), day(lo + width))
+    got = holes(span, covered)
+    assert days_of(got) == days_of([span]) - days_of(covered)
+    assert got == merge(got) and all(s <= e for s, e in got)  # disjoint, ordered, not touching
+    assert days_of(merge(covered)) == days_of(covered)
+
+
+# --------------------------------------------------------------------------- recorded by the ledger
+
+
+def test_the_ledger_records_what_saved_units_covered(tmp_path) -> None:
+    from neo_cli.ledger import Ledger
+    from neo_cli.strategies import ALL
+    from neo_cli.units import Unit
+
+    ledger = Ledger(tmp_path / "ledger.db")
+    a = Unit("daily", {"ts_code": "A", "start_date": "20240101", "end_date": "20240131"}, ("A",))
+    b = Unit("daily", {"ts_code": "A", "start_date": "20240201", "end_date": "20240210"}, ("A",))
+    packed = Unit(
+        "daily",
+        {"ts_code": "B,C", "start_date": "20240105", "end_date": "20240106"},
+        ("B", "C"),
+    )
+    market = Unit("daily", {"trade_date": "20240301"}, (ALL,), "m")
+    empty = Unit(
+        "income", {"ts_code": "A", "start_date": "19900101", "end_date": "20240101"}, ("A",)
+    )
+    failed = Unit(
+        "daily", {"ts_code": "D", "start_date": "20240101", "end_date": "20240131"}, ("D",)
+    )
+    with ledger.adding("", "daily", [a, b, packed, failed]):
+        pass
+    with ledger.adding("m", "daily", [market], universe=["A", "B"]):
+        pass
+    with ledger.adding("", "income", [empty]):
+        pass
+    for u in (a, b, packed, market):
+        ledger.mark_saving(u, f"save-{u.id}", 10)
+    ledger.mark_dead(failed, "bad", "permanent")
+    ledger.record_flush([a.id, b.id, packed.id, market.id, failed.id], {})
+    ledger.mark_empty(empty)  # no rows, yet covered: the API had nothing there
+    assert ledger.coverage("daily") == {
+        "A": [("20240101", "20240210"), ("20240301", "20240301")],  # adjacent months merged
+        "B": [("20240105", "20240106"), ("20240301", "20240301")],
+        "C": [("20240105", "20240106")],
+    }  # the dead unit covered nothing
+    assert ledger.coverage("income") == {"A": [("19900101", "20240101")]}
+    ledger.close()
