@@ -99,7 +99,7 @@ def backend_factory(request, tmp_path):
 @pytest.fixture
 def make(backend_factory):
     def make(limit: int, clock, **kw) -> Limiter:
-        sleep = getattr(clock, "sleep", None) or kw.pop("sleep")
+        sleep = kw.pop("sleep", None) or clock.sleep
         return Limiter("daily", limit, backend_factory(clock), clock=clock, sleep=sleep, **kw)
 
     make.kind = backend_factory.kind
@@ -640,3 +640,21 @@ def test_threads_waiting_on_a_read_do_not_read_again() -> None:
     for t in threads:
         t.join()
     assert backend.reads == 1
+
+
+def test_a_caller_that_oversleeps_its_slot_takes_the_next_one(make) -> None:
+    """On a loaded machine a thread can wake late; a call sent late would land nearer the
+    calls after it than the margin allows, so the slot is given up (spent, unused)."""
+    clock = FakeClock()
+    naps = iter([0.5])  # the first sleep overshoots by half a second, later ones do not
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds + next(naps, 0.0))
+
+    limiter = make(60, clock, sleep=sleep, margin=0.6, lookahead=5.0)  # 1.01 s apart
+    limiter.acquire()  # the first slot is now: no sleep
+    limiter.acquire()  # slot at +1.01; woke at +1.51: too late, so it waits for +2.02
+    assert clock.now == pytest.approx(T0 + 2 * limiter.spacing)
+    assert limiter.late == 1
+    limiter.acquire()
+    assert clock.now == pytest.approx(T0 + 3 * limiter.spacing)

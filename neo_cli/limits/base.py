@@ -4,7 +4,8 @@ The API counts calls over a sliding 60-second window, at arrival, per token. A l
 *slots*: times at which a caller may start a call. Slots are spaced `(60 + margin) / limit`
 seconds apart, so any 60-second stretch holds at most `limit * 60 / (60 + margin)` of them — the
 margin absorbs the jitter between our clock and the server's (network delay, thread wake-up), and
-costs `margin / 60` of the budget (0.6 s = 1%). Even spacing (GCRA with a burst of one) rather
+costs `margin / 60` of the budget (0.6 s = 1%). A caller that wakes more than half the margin
+after its slot (a loaded machine) gives that slot up and takes the next, so the margin holds. Even spacing (GCRA with a burst of one) rather
 than a sliding log: a log lets `limit` calls go at once, and the first call of the next burst
 then lands on the server's window edge, where a millisecond of jitter is a refusal.
 
@@ -158,11 +159,16 @@ class Limiter:
         self.limit = limit
         self.backend = backend
         self.spacing = (WINDOW + margin) / limit
+        # A caller that wakes this much after its slot gives the slot up and takes another:
+        # a call that leaves late lands nearer the calls after it than the spacing allows,
+        # and on a loaded machine a thread can oversleep by more than the whole margin.
+        self.max_late = max(margin / 2, 0.01)
         self.lookahead = max(lookahead, self.spacing)
         self.clock = clock
         self.sleep = sleep
         self._lock = threading.Lock()
         self._rejections = 0
+        self.late = 0  # slots given up because the caller woke too late for them
         self._claims: deque[float] = deque()
         self.view = view or View(backend, [api], clock)
         self._down = Backoff(1.0, 30.0)
@@ -258,7 +264,11 @@ class Limiter:
                     )
                 if delay <= 0:
                     return self.clock() - start
+                slot = self.clock() + delay
                 self.sleep(delay)
+                if self.clock() - slot > self.max_late:
+                    self.late += 1
+                    continue  # overslept: the slot stays spent, unused; take the next
                 # A pause that began while we slept (a rate-limit reply to another worker,
                 # or another machine) wins: the slot stays spent, which only errs on the side
                 # of fewer calls.
