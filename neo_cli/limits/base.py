@@ -5,9 +5,11 @@ The API counts calls over a sliding 60-second window, at arrival, per token. A l
 seconds apart, so any 60-second stretch holds at most `limit * 60 / (60 + margin)` of them — the
 margin absorbs the jitter between our clock and the server's (network delay, thread wake-up), and
 costs `margin / 60` of the budget (0.6 s = 1%). A caller that wakes more than half the margin
-after its slot (a loaded machine) gives that slot up and takes the next, so the margin holds. Even spacing (GCRA with a burst of one) rather
-than a sliding log: a log lets `limit` calls go at once, and the first call of the next burst
-then lands on the server's window edge, where a millisecond of jitter is a refusal.
+after its slot (a loaded machine) gives that slot up and takes the next, so the margin holds.
+
+Even spacing (GCRA with a burst of one) rather than a sliding log: a log lets `limit` calls go
+at once, and the first call of the next burst then lands on the server's window edge, where a
+millisecond of jitter is a refusal.
 
 Where the slot history lives is the backend's business (`Backend`, one file each): in this
 process (`memory`, the stub for tests), in a file of the data directory shared by its processes
