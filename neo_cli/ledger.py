@@ -43,7 +43,7 @@ from neo_cli.tasktypes import STATEMENTS
 from neo_cli.units import Unit
 
 LIVE = ("queued", "retrying", "saving")
-STATES = (*LIVE, "saved", "dead", "split")
+STATES = (*LIVE, "saved", "dead", "split", "replaced")
 _LIVE_SQL = "(" + ", ".join(f"'{state}'" for state in LIVE) + ")"
 
 _DDL = """
@@ -243,7 +243,37 @@ class Ledger:
                 [(batch, code) for code in universe],
             )
             self._insert(conn, units, owner=owner)
+            self._replace_dead(conn, units)
             yield
+
+    def _replace_dead(self, conn: sqlite3.Connection, units: list[Unit]) -> None:
+        """Dead letters whose range a new unit asks for again are replaced by it, not doubled
+        (the new unit's own fate is what counts now)."""
+        wanted: dict[str, list[tuple[set[str], Range]]] = {}
+        for u in units:
+            span = covered_by(u.params)
+            if span is not None:
+                wanted.setdefault(u.api, []).append((set(u.codes), span))
+        replaced = []
+        for api, asks in wanted.items():
+            for uid, codes, params in conn.execute(
+                "select id, codes, params from units where state = 'dead' and api = ?", (api,)
+            ):
+                span = covered_by(json.loads(params))
+                mine = set(codes.split(","))
+                if span is not None and any(
+                    (mine & theirs or ALL in mine or ALL in theirs)
+                    and lo <= span[1]
+                    and span[0] <= hi
+                    for theirs, (lo, hi) in asks
+                ):
+                    replaced.append(uid)
+        self._by_ids(
+            conn,
+            "update units set state = 'replaced', updated = ? where id in ({ids})",
+            replaced,
+            self.clock(),
+        )
 
     def owners(self) -> set[str]:
         """Owners of units still on their way."""

@@ -106,3 +106,25 @@ def test_the_ledger_records_what_saved_units_covered(tmp_path) -> None:
     }  # the dead unit covered nothing
     assert ledger.coverage("income") == {"A": [("19900101", "20240101")]}
     ledger.close()
+
+
+def test_a_dead_letter_planned_again_is_replaced_not_doubled(tmp_path) -> None:
+    from neo_cli.ledger import Ledger
+    from neo_cli.units import Unit
+
+    ledger = Ledger(tmp_path / "ledger.db")
+    old = Unit("daily", {"ts_code": "A", "start_date": "20150601", "end_date": "20150630"}, ("A",))
+    other = Unit(
+        "daily", {"ts_code": "B", "start_date": "20150601", "end_date": "20150630"}, ("B",)
+    )
+    with ledger.adding("b1", "daily", [old, other]):
+        pass
+    for u in (old, other):
+        ledger.mark_dead(u, "HTTP 502 (after 6 attempts)", "transient")
+    again = Unit(
+        "daily", {"ts_code": "A", "start_date": "20150615", "end_date": "20261120"}, ("A",)
+    )
+    with ledger.adding("b2", "daily", [again]):
+        pass
+    assert [r.unit.id for r in ledger.dead()] == [other.id]  # A's is replaced, B's stays
+    ledger.close()

@@ -214,8 +214,10 @@ def test_real_consumers_at_every_limit_save_every_row_once(home):
         home.wait_idle(timeout=60)
         dry = home.run("enqueue", "--task-type", "daily_qfq", "--dry-run", check=True).stdout
         assert "multi-symbol" in dry and "<- chosen" in dry
+        # The server's market ends on `end`: ask up to it, as a user would on that day (a
+        # range to today would mark the days after `end` covered: they are over, and empty).
         for kind in ("daily_qfq", "income", "balancesheet", "cashflow"):
-            home.run("enqueue", "--task-type", kind, check=True)
+            home.run("enqueue", "--task-type", kind, "--end-date", end, check=True)
         status = home.wait_idle(timeout=400)
         assert status["healthy"]
         stats = srv.stats()
