@@ -21,6 +21,7 @@ BAD_DAY = "20150615"
 
 
 def serve(tmp_path, *extra: str) -> ServerProcess:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     return ServerProcess(
         tmp_path, "--symbols", str(SYMBOLS), "--token", TOKEN, "--limits", "daily=600", *extra
     )
