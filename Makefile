@@ -18,7 +18,7 @@ install: $(STAMP)
 
 # The main job on the built-in simulated provider: fill stock_basic, download bars, factors and
 # the three statements for every listed symbol of the simulated market, watch the backlog drain,
-# stop, and show what landed.
+# stop, prove nothing is missing (`neo verify`), and show what landed.
 run: $(STAMP)
 	-@$(NEO) stop >/dev/null 2>&1
 	$(NEO) start
@@ -30,6 +30,7 @@ run: $(STAMP)
 	$(NEO) enqueue --task-type cashflow
 	$(NEO) status --watch --until-idle
 	$(NEO) stop
+	$(NEO) verify
 	$(NEO) query "SELECT 'stock_basic' AS table_name, count(*) AS rows FROM stock_basic \
 	  UNION ALL SELECT 'daily', count(*) FROM daily UNION ALL SELECT 'adj_factor', count(*) FROM adj_factor \
 	  UNION ALL SELECT 'income', count(*) FROM income UNION ALL SELECT 'balancesheet', count(*) FROM balancesheet \
