@@ -9,6 +9,7 @@ fill are counted apart ("queued"): they are not lost, just not saved yet. The ne
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from neo_cli.config import Settings
 from neo_cli.dates import EARLIEST, fmt, today
@@ -46,7 +47,8 @@ class Report:
 
 
 def verify(settings: Settings, request: Request, provider=None) -> list[Report]:
-    """Each interface of `request.task_type` with its holes, as of today (China time)."""
+    """Each interface of `request.task_type` with its holes, through yesterday (China time)
+    unless the request names an end date."""
     from neo_cli.enqueue import _paced_provider
 
     paths = Paths(settings.data_dir).ensure()
@@ -57,7 +59,9 @@ def verify(settings: Settings, request: Request, provider=None) -> list[Report]:
     try:
         codes = plan_codes(request, ledger)
         listed = {code: (ld, dd) for code, ld, dd in ledger.symbols(("L", "D", "P"))}
-        end = fmt(request.end or today())
+        # Through the last day that is over: today is covered only once it ends (a call made
+        # during the day may precede its bar or a late announcement).
+        end = fmt(request.end or today() - timedelta(days=1))
         calendar = TradingCalendar(provider.trading_days(fmt(EARLIEST), end))
         reports = []
         for api in request.task_type.datasets:

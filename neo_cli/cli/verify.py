@@ -42,7 +42,9 @@ def verify(
     end_date: Annotated[
         str | None,
         typer.Option(
-            "--end-date", help="YYYYMMDD (default: today, China time).", show_default=False
+            "--end-date",
+            help="YYYYMMDD (default: yesterday, China time: the last day that is over).",
+            show_default=False,
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the holes as JSON.")] = False,
