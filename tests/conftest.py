@@ -278,6 +278,23 @@ def status_of(home: Home) -> tuple[int, dict]:
 # --------------------------------------------------------------------------- a real Redis
 
 
+def _redis_binary_or_skip() -> str:
+    binary = redis_binary()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed, and CI must run the Redis tests")
+        pytest.skip("redis-server is not installed (make test installs it)")
+    return binary
+
+
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which it may restart."""
+    server = RedisServer(tmp_path, _redis_binary_or_skip())
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     """A real redis-server for the session. Missing: skipped locally, a failure under CI

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from redis_server import RedisServer, free_port, redis_binary
+from redis_server import free_port
 
 from neo_cli.errors import LimiterUnavailable, SlotTooFar
 from neo_cli.limits import Limiter, budget_id
@@ -196,18 +196,6 @@ def test_an_unreachable_redis_fails_closed_and_says_where() -> None:
         backend.check()
     assert "hunter2" not in str(down.value)
     backend.close()
-
-
-@pytest.fixture
-def own_redis(tmp_path) -> RedisServer:
-    binary = redis_binary()
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed, and CI must run the Redis tests")
-        pytest.skip("redis-server is not installed (make test installs it)")
-    server = RedisServer(tmp_path, binary)
-    yield server
-    server.stop()
 
 
 @pytest.mark.parametrize("snapshot", [False, True], ids=["history-lost", "history-restored"])

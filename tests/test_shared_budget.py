@@ -95,7 +95,7 @@ def test_two_inline_runs_at_once_share_one_budget(tmp_path) -> None:
 
 
 def test_three_instances_on_one_redis_hold_one_limit_through_a_redis_restart(
-    tmp_path, redis_server
+    tmp_path, own_redis
 ) -> None:
     """Three data directories (three machines), each with its own consumers, one token and
     one Redis: one limit between them; then Redis restarts mid-run (losing every key)."""
@@ -110,7 +110,7 @@ def test_three_instances_on_one_redis_hold_one_limit_through_a_redis_restart(
                     server.url,
                     TOKEN,
                     limiter={"backend": "redis"},
-                    queue={"redis_url": redis_server.url},
+                    queue={"redis_url": own_redis.url},
                     rate_limits={"income": limit, "trade_cal": 60},
                     fast={"workers": 8},
                 )
@@ -123,7 +123,7 @@ def test_three_instances_on_one_redis_hold_one_limit_through_a_redis_restart(
             h.run("enqueue", "-t", "income", "--symbols", ",".join(codes[i::3]), check=True)
         time.sleep(max(0.0, started + 30 - time.monotonic()))  # about half the calls made
         restarted = time.monotonic()
-        redis_server.restart()
+        own_redis.restart()
         for h in homes:
             h.wait_idle(timeout=300)
         for h in homes:
