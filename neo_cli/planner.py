@@ -73,6 +73,15 @@ def read_symbols_file(path: Path) -> list[str]:
     return list(dict.fromkeys(codes))
 
 
+def requested_symbols(symbols: str | None, symbols_file: Path | None) -> list[str] | None:
+    """`--symbols` or `--symbols-file` (not both), validated; None for the whole market."""
+    if symbols is not None and symbols_file is not None:
+        raise InputError("give --symbols or --symbols-file, not both")
+    if symbols is not None:
+        return parse_symbols(symbols)
+    return read_symbols_file(symbols_file) if symbols_file is not None else None
+
+
 @dataclass(frozen=True)
 class Request:
     task_type: TaskType

@@ -10,7 +10,7 @@ import typer
 from neo_cli.cli.app import ConfigOption, app, err, out, settings_for
 from neo_cli.dates import parse
 from neo_cli.errors import InputError
-from neo_cli.planner import Request, parse_symbols, read_symbols_file
+from neo_cli.planner import Request, requested_symbols
 from neo_cli.tasktypes import task_type as resolve_task_type
 
 
@@ -83,15 +83,7 @@ def enqueue(
     Example: neo enqueue --task-type daily --symbols 000001.SZ,600000.SH --start-date 20200101
     """
     kind = resolve_task_type(task_type)
-    if symbols is not None and symbols_file is not None:
-        raise InputError("give --symbols or --symbols-file, not both")
-    codes = (
-        parse_symbols(symbols)
-        if symbols is not None
-        else read_symbols_file(symbols_file)
-        if symbols_file is not None
-        else None
-    )
+    codes = requested_symbols(symbols, symbols_file)
     if kind.name == "stock_basic" and codes is not None:
         raise InputError("stock_basic takes no symbols: it lists the whole market")
     request = Request(

@@ -11,7 +11,7 @@ import typer
 from neo_cli.cli.app import ConfigOption, app, out, settings_for
 from neo_cli.dates import parse
 from neo_cli.errors import EXIT_INCOMPLETE, InputError
-from neo_cli.planner import parse_symbols, read_symbols_file
+from neo_cli.planner import requested_symbols
 
 
 @app.command()
@@ -60,17 +60,9 @@ def verify(
     from neo_cli.verify import requests_for
     from neo_cli.verify import verify as find_holes
 
-    if symbols is not None and symbols_file is not None:
-        raise InputError("give --symbols or --symbols-file, not both")
     if task_type is not None and task_type.strip().lower() == "stock_basic":
         raise InputError("stock_basic has no coverage to verify: it is one list, saved whole")
-    codes = (
-        parse_symbols(symbols)
-        if symbols is not None
-        else read_symbols_file(symbols_file)
-        if symbols_file is not None
-        else None
-    )
+    codes = requested_symbols(symbols, symbols_file)
     end = parse(end_date, "--end-date") if end_date is not None else None
     settings = settings_for(config_file)
     requests = requests_for(task_type, codes, end=end)
