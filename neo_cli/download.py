@@ -28,6 +28,7 @@ from neo_cli.errors import (
 )
 from neo_cli.ledger import Ledger
 from neo_cli.limits import Limiter, Limiters
+from neo_cli.limits.base import NEVER
 from neo_cli.metrics import Recorder
 from neo_cli.providers.base import Provider, Reply
 from neo_cli.strategies import ALL
@@ -35,7 +36,6 @@ from neo_cli.tasktypes import dataset
 from neo_cli.units import Unit
 
 log = logging.getLogger("neo.download")
-NEVER = float("inf")
 
 MAX_PAGES = 100  # a unit needing more has a planning bug; stop rather than loop
 

@@ -69,6 +69,20 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+# The symbol selection, shared by the commands that take one (`enqueue`, `verify`).
+SymbolsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--symbols",
+        help="Comma-separated codes, e.g. 000001.SZ,600000.SH (default: the whole market).",
+        show_default=False,
+    ),
+]
+SymbolsFileOption = Annotated[
+    Path | None,
+    typer.Option("--symbols-file", help="One code a line; # starts a comment.", show_default=False),
+]
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from neo_cli.cli.app import ConfigOption, app, err, out, settings_for
+from neo_cli.cli.app import (
+    ConfigOption,
+    SymbolsFileOption,
+    SymbolsOption,
+    app,
+    err,
+    out,
+    settings_for,
+)
 from neo_cli.dates import parse
 from neo_cli.errors import InputError
 from neo_cli.planner import Request, requested_symbols
@@ -26,18 +33,8 @@ def enqueue(
             show_default=False,
         ),
     ],
-    symbols: Annotated[
-        str | None,
-        typer.Option(
-            "--symbols", help="Comma-separated codes, e.g. 000001.SZ,600000.SH.", show_default=False
-        ),
-    ] = None,
-    symbols_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--symbols-file", help="One code a line; # starts a comment.", show_default=False
-        ),
-    ] = None,
+    symbols: SymbolsOption = None,
+    symbols_file: SymbolsFileOption = None,
     start_date: Annotated[
         str | None,
         typer.Option(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from neo_cli.cli.app import ConfigOption, app, out, settings_for
+from neo_cli.cli.app import ConfigOption, SymbolsFileOption, SymbolsOption, app, out, settings_for
 from neo_cli.dates import parse
 from neo_cli.errors import EXIT_INCOMPLETE, InputError
 from neo_cli.planner import requested_symbols
@@ -25,20 +24,8 @@ def verify(
             show_default=False,
         ),
     ] = None,
-    symbols: Annotated[
-        str | None,
-        typer.Option(
-            "--symbols",
-            help="Comma-separated codes (default: the whole market).",
-            show_default=False,
-        ),
-    ] = None,
-    symbols_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--symbols-file", help="One code a line; # starts a comment.", show_default=False
-        ),
-    ] = None,
+    symbols: SymbolsOption = None,
+    symbols_file: SymbolsFileOption = None,
     end_date: Annotated[
         str | None,
         typer.Option(
