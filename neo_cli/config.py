@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from neo_cli.errors import InputError
 from neo_cli.inputs import read_input
-from neo_cli.tasktypes import DATASETS
+from neo_cli.tasktypes import INTERFACES, dataset
 
 DEFAULT_CONFIG = Path("configs") / "neo.toml"
 
@@ -68,6 +68,8 @@ class Key:
             if self.maximum is not None and number > self.maximum:
                 raise ValueError
             return number
+        if isinstance(value, bool) and self.choices and str(value).lower() in self.choices:
+            return str(value).lower()  # `statements_vip = true`: TOML's boolean, a choice here
         if not isinstance(value, str):
             raise ValueError
         if self.choices and value not in self.choices:
@@ -123,6 +125,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "multi_symbol": Key(True, bool),
         "whole_market": Key(True, bool),
         "max_codes_per_call": Key(100, int, 1, 1000),
+        # income_vip & co.: "auto" tries them and falls back to per-symbol calls for good on
+        # the first permission refusal; "true" insists (a refusal stops them); "false" never.
+        "statements_vip": Key("auto", choices=("auto", "true", "false")),
     },
     "provider": {"name": Key("simulated", choices=("simulated", "tushare"))},
     "provider.simulated": {
@@ -147,10 +152,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "income": Key(200, int, 1, 1_000_000),
         "balancesheet": Key(200, int, 1, 1_000_000),
         "cashflow": Key(200, int, 1, 1_000_000),
+        "income_vip": Key(200, int, 1, 1_000_000),
+        "balancesheet_vip": Key(200, int, 1, 1_000_000),
+        "cashflow_vip": Key(200, int, 1, 1_000_000),
         "trade_cal": Key(100, int, 1, 1_000_000),  # the calendar the planner asks for
     },
+    # Most rows one call returns, per interface (the API's documented caps). A reply this long,
+    # or with has_more, is never taken for the whole range.
+    "row_caps": {api: Key(dataset(api).row_cap, int, 1, 1_000_000) for api in INTERFACES},
 }
-assert set(SCHEMA["rate_limits"]) == {*DATASETS, "trade_cal"}
+assert set(SCHEMA["rate_limits"]) == {*INTERFACES, "trade_cal"}
 
 
 @dataclass(frozen=True)
@@ -173,6 +184,10 @@ class Settings:
     @property
     def rate_limits(self) -> dict[str, int]:
         return dict(self.values["rate_limits"])
+
+    @property
+    def row_caps(self) -> dict[str, int]:
+        return dict(self.values["row_caps"])
 
     @property
     def token(self) -> str:

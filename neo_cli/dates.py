@@ -21,17 +21,18 @@ def parse(text: str, what: str = "date") -> date:
     if not re.fullmatch(r"\d{8}", value):
         raise InputError(f"invalid {what} {text!r}; expected YYYYMMDD, e.g. 20240131")
     try:
-        return datetime.strptime(value, "%Y%m%d").date()
+        return date(int(value[:4]), int(value[4:6]), int(value[6:]))  # strptime is 10x slower
     except ValueError:
         raise InputError(f"invalid {what} {text!r}: no such day; expected YYYYMMDD") from None
 
 
 def fmt(d: date) -> str:
-    return d.strftime("%Y%m%d")
+    return f"{d.year:04d}{d.month:02d}{d.day:02d}"
 
 
 def plus(day: str, days: int) -> str:
-    return fmt(datetime.strptime(day, "%Y%m%d").date() + timedelta(days=days))
+    """'YYYYMMDD' moved by `days` (the planner's hot path: no validation)."""
+    return fmt(date(int(day[:4]), int(day[4:6]), int(day[6:])) + timedelta(days=days))
 
 
 def next_midnight(now: float) -> float:

@@ -32,7 +32,7 @@ from neo_cli.limits.base import NEVER
 from neo_cli.metrics import Recorder
 from neo_cli.providers.base import Provider, Reply
 from neo_cli.strategies import ALL
-from neo_cli.tasktypes import dataset
+from neo_cli.tasktypes import VIP, dataset
 from neo_cli.units import Unit
 
 log = logging.getLogger("neo.download")
@@ -52,9 +52,12 @@ def check(api: str, reply: Reply, asked: tuple[str, ...]) -> None:
         raise TransientError(f"malformed reply: missing key fields {', '.join(missing)}", api)
 
 
-def fetch(provider: Provider, limiter: Limiter, unit: Unit, recorder: Recorder) -> Reply:
-    """Every row of `unit`, over as many calls as the row cap needs."""
+def fetch(
+    provider: Provider, limiter: Limiter, unit: Unit, recorder: Recorder, cap: int | None = None
+) -> Reply:
+    """Every row of `unit`, over as many calls as the row cap (`[row_caps]`) needs."""
     d = dataset(unit.api)
+    cap = cap or d.row_cap
     params = dict(unit.params)
     fields: tuple[str, ...] | None = None
     items: list[list] = []
@@ -76,27 +79,39 @@ def fetch(provider: Provider, limiter: Limiter, unit: Unit, recorder: Recorder) 
             raise TransientError("malformed reply: fields changed between pages", unit.api)
         items.extend(list(row) for row in reply.items)
 
-        cut = reply.has_more or len(reply.items) >= d.row_cap
+        cut = reply.has_more or len(reply.items) >= cap
         if not cut:
             break
+        if not reply.items:
+            raise TransientError("malformed reply: has_more without rows", unit.api)
+        if len(reply.items) < cap:
+            log.warning(
+                "%s: the API cut a reply at %d rows (has_more), below [row_caps] %s = %d; "
+                "lower it so plans fit the real cap",
+                unit.describe(),
+                len(reply.items),
+                unit.api,
+                cap,
+            )
         if len(unit.codes) > 1 and ALL not in unit.codes:
             # Where the API cuts a reply holding several symbols is its own business (by
             # date? by code?): ask for each symbol alone rather than guess.
-            raise SplitNeeded(f"a packed reply reached the row cap ({d.row_cap})")
-        if not d.date_field or "end_date" not in params:
-            # No date to split on (stock_basic): page with the API's offset parameter.
+            raise SplitNeeded(f"a packed reply reached the row cap ({cap})")
+        if not d.date_field or "end_date" not in params or unit.api in VIP:
+            # No date to split on (stock_basic), or a whole market's statements, many on each
+            # announcement day: page with the API's offset parameter.
             params["offset"] = int(params.get("offset", 0)) + len(reply.items)
             continue
         if d.date_field not in fields:
             raise PermanentError(
-                f"reply reached the row cap ({d.row_cap}) without {d.date_field} to split on",
+                f"reply reached the row cap ({cap}) without {d.date_field} to split on",
                 unit.api,
             )
         at = fields.index(d.date_field)
         oldest = min(str(row[at]) for row in reply.items if row[at])
         if oldest >= params["end_date"]:
             raise PermanentError(
-                f"more than {d.row_cap} rows on {oldest}: the API cannot page this call", unit.api
+                f"more than {cap} rows on {oldest}: the API cannot page this call", unit.api
             )
         params["end_date"] = oldest
     else:
@@ -127,6 +142,8 @@ class Downloader:
     ledger: Ledger
     recorder: Recorder
     retry: RetryPolicy
+    row_caps: Mapping[str, int] = field(default_factory=dict)  # [row_caps]
+    statements_vip: str = "auto"  # [plan] statements_vip
     universes: dict[str, set[str]] = field(default_factory=dict)  # batch -> planned symbols
 
 
@@ -148,7 +165,13 @@ def build_downloader(
         random.Random(),
     )
     return Downloader(
-        build_provider(settings, pace=limiters.pace), limiters, ledger, recorder, retry
+        build_provider(settings, pace=limiters.pace),
+        limiters,
+        ledger,
+        recorder,
+        retry,
+        settings.row_caps,
+        v["plan"]["statements_vip"],
     )
 
 
@@ -166,7 +189,9 @@ def attempt(rt: Downloader, unit: Unit) -> Outcome:
     """Try `unit` once and classify the result; the ledger is updated for failures."""
     limiter = rt.limiters[unit.api]
     try:
-        reply = fetch(rt.provider, limiter, unit, rt.recorder)
+        if unit.api in VIP and rt.statements_vip == "auto" and rt.ledger.vip_refused(VIP[unit.api]):
+            return _per_symbol(rt, unit, "the account may not call it (found earlier)")
+        reply = fetch(rt.provider, limiter, unit, rt.recorder, rt.row_caps.get(unit.api))
         if unit.codes == (ALL,):
             reply = _planned_only(rt, unit, reply)
         return Outcome(reply=reply)
@@ -177,6 +202,8 @@ def attempt(rt: Downloader, unit: Unit) -> Outcome:
     except RateLimited as exc:
         return Outcome(retry_in=_rate_limited(rt, limiter, unit, exc))
     except AuthError as exc:
+        if unit.api in VIP and exc.scope == "interface" and rt.statements_vip == "auto":
+            return _vip_refused(rt, unit, exc)
         return Outcome(retry_in=_stop_calling(rt, unit, exc))
     except SplitNeeded as exc:
         return _split(unit, str(exc))
@@ -203,15 +230,53 @@ def _split(unit: Unit, why: str) -> Outcome:
     )
 
 
+def _vip_refused(rt: Downloader, unit: Unit, exc: AuthError) -> Outcome:
+    """A permission reply to `income_vip` & co. under `statements_vip = "auto"`: the account
+    lacks the points, not the statement. Remember it for good (every process reads it) and
+    ask per symbol; the interface is not stopped."""
+    if rt.ledger.refuse_vip(VIP[unit.api], exc.message):
+        log.warning(
+            "%s refused (%s): %s statements use one call per symbol from now on",
+            unit.api,
+            exc.message,
+            VIP[unit.api],
+        )
+    return _per_symbol(rt, unit, "the account may not call it")
+
+
+def _per_symbol(rt: Downloader, unit: Unit, why: str) -> Outcome:
+    """A whole market's statements as one unit per symbol of the batch, same dates."""
+    statement = VIP[unit.api]
+    params = {k: v for k, v in unit.params.items() if k != "offset"}
+    children = [
+        Unit(statement, {**params, "ts_code": code}, (code,), unit.batch, unit.priority)
+        for code in sorted(_universe(rt, unit))
+    ]
+    log.info("%s: %s; %d per-symbol task(s) instead", unit.describe(), why, len(children))
+    return Outcome(split=children)
+
+
+def _universe(rt: Downloader, unit: Unit) -> set[str]:
+    """The symbols a whole-market unit's batch was planned for. Not cached while empty: the
+    enqueue that records it may not have committed yet when its first task runs."""
+    keep = rt.universes.get(unit.batch)
+    if not keep:
+        keep = rt.ledger.universe(unit.batch)
+        if keep:
+            rt.universes[unit.batch] = keep
+    return keep
+
+
 def _planned_only(rt: Downloader, unit: Unit, reply: Reply) -> Reply:
     """A whole-market reply holds every symbol that traded that day. Keep the symbols the plan
     was made for: a row saved for any other would move its last saved date past a history
     never fetched, and an incremental run would never fetch it."""
-    keep = rt.universes.get(unit.batch)
-    if keep is None:
-        keep = rt.universes[unit.batch] = rt.ledger.universe(unit.batch)
-    if not keep or not reply.items:
-        # An empty market day cannot be right: never record one as done.
+    keep = _universe(rt, unit)
+    if not keep:
+        raise TransientError(f"batch {unit.batch}: its symbols are not recorded yet", unit.api)
+    if not reply.items and unit.api not in VIP:
+        # An empty market day cannot be right: never record one as done. (A range with no
+        # announcement in it can.)
         day = unit.params.get("trade_date", "")
         raise TransientError(
             f"no rows for the whole market on {day} (not published yet?)", unit.api

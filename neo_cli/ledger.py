@@ -39,12 +39,13 @@ from typing import Any
 from neo_cli.coverage import Range, covered_by, merge
 from neo_cli.dates import CHINA, fmt
 from neo_cli.strategies import ALL
-from neo_cli.tasktypes import STATEMENTS
+from neo_cli.tasktypes import STATEMENTS, interfaces_of, table_of
 from neo_cli.units import Unit
 
 LIVE = ("queued", "retrying", "saving")
 STATES = (*LIVE, "saved", "dead", "split", "replaced")
 _LIVE_SQL = "(" + ", ".join(f"'{state}'" for state in LIVE) + ")"
+VIP_REFUSED = "vip_refused:"  # + statement: a flag saying "per-symbol calls, for good"
 
 _DDL = """
 create table if not exists units (
@@ -81,6 +82,9 @@ create table if not exists symbols (
 create table if not exists tables (api text primary key, rows integer not null, updated real);
 create table if not exists batch_symbols (
     batch text not null, ts_code text not null, primary key (batch, ts_code)
+);
+create table if not exists flags (  -- what neo learned once and keeps (a refused interface)
+    name text primary key, value text not null, updated real not null
 );
 create table if not exists coverage (  -- what successful calls covered, merged per symbol
     api text not null, ts_code text not null, start text not null, "end" text not null,
@@ -205,10 +209,14 @@ class Ledger:
     # -- enqueue ----------------------------------------------------------------------------
 
     def live_codes(self, api: str) -> set[str]:
-        """Symbols with a unit of `api` still on its way (for "already queued")."""
+        """Symbols with a unit still on its way to `api`'s table, through any interface that
+        fills it (for "already queued")."""
         out: set[str] = set()
+        apis = interfaces_of(table_of(api))
         for (codes,) in self._rows(
-            f"select codes from units where api = ? and state in {_LIVE_SQL}", (api,)
+            f"select codes from units where api in ({','.join('?' * len(apis))})"
+            f" and state in {_LIVE_SQL}",
+            apis,
         ):
             out.update(c for c in codes.split(",") if c)
         return out
@@ -253,11 +261,14 @@ class Ledger:
         for u in units:
             span = covered_by(u.params)
             if span is not None:
-                wanted.setdefault(u.api, []).append((set(u.codes), span))
+                wanted.setdefault(table_of(u.api), []).append((set(u.codes), span))
         replaced = []
-        for api, asks in wanted.items():
+        for table, asks in wanted.items():
+            apis = interfaces_of(table)
             for uid, codes, params in conn.execute(
-                "select id, codes, params from units where state = 'dead' and api = ?", (api,)
+                "select id, codes, params from units where state = 'dead'"
+                f" and api in ({','.join('?' * len(apis))})",
+                apis,
             ):
                 span = covered_by(json.loads(params))
                 mine = set(codes.split(","))
@@ -389,8 +400,8 @@ class Ledger:
                             )
                         ]
                     symbols = universes[batch]
-                for code in symbols:
-                    added.setdefault((api, code), []).append(span)
+                for code in symbols:  # coverage is the table's, whichever interface filled it
+                    added.setdefault((table_of(api), code), []).append(span)
         # A day is covered only once it is over, or once its bar is saved: a call made on the
         # day itself may come before the day's bar or a late announcement is published.
         now = datetime.fromtimestamp(self.clock(), CHINA).date()
@@ -414,6 +425,35 @@ class Ledger:
                 'insert into coverage (api, ts_code, start, "end") values (?, ?, ?, ?)',
                 [(api, code, lo, hi) for lo, hi in merged],
             )
+
+    def remember(self, name: str, value: str) -> bool:
+        """Keep a fact learned once (`vip_refused:income`); True if it is new."""
+        with self._tx() as conn:
+            return bool(
+                conn.execute(
+                    "insert or ignore into flags (name, value, updated) values (?, ?, ?)",
+                    (name, value, self.clock()),
+                ).rowcount
+            )
+
+    def flags(self, prefix: str = "") -> dict[str, tuple[str, float]]:
+        """{name: (value, when)} of the facts kept, those starting with `prefix`."""
+        return {
+            n: (v, t)
+            for n, v, t in self._rows(
+                "select name, value, updated from flags where name like ? || '%'", (prefix,)
+            )
+        }
+
+    def refuse_vip(self, statement: str, message: str) -> bool:
+        """The account may not call `statement`'s whole-market interface: remember it for
+        good; True the first time."""
+        return self.remember(VIP_REFUSED + statement, message)
+
+    def vip_refused(self, statement: str) -> str:
+        """Why `statement`'s whole-market interface is not used (the API's refusal), or ''."""
+        found = self.flags(VIP_REFUSED + statement)
+        return found[VIP_REFUSED + statement][0] if found else ""
 
     def coverage(self, api: str) -> dict[str, list[Range]]:
         """{symbol: its covered ranges, in order} for one interface."""

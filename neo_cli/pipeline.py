@@ -23,7 +23,7 @@ from neo_cli.download import Downloader, attempt
 from neo_cli.metrics import Recorder
 from neo_cli.paths import Paths
 from neo_cli.queues.factory import make_huey
-from neo_cli.tasktypes import DATASETS
+from neo_cli.tasktypes import INTERFACES
 from neo_cli.units import Unit
 
 log = logging.getLogger("neo.tasks")
@@ -49,7 +49,7 @@ class Pipeline:
                 name,
                 storage=q["storage"],
                 path=self.paths.queue_file(name),
-                kinds=list(DATASETS),
+                kinds=list(INTERFACES),
                 fsync=q["fsync"],
             )
             for name in ("fast", "slow")
@@ -92,7 +92,7 @@ class Pipeline:
             runtime.recorder.gauge("throttled", reason)
             if reason:
                 return []
-            return [api for api in DATASETS if runtime.limiters[api].ready()]
+            return [api for api in INTERFACES if runtime.limiters[api].ready()]
 
         self.fast.storage.gate = gate
         self.fast.storage.taken = lambda api: runtime.limiters[api].claim()

@@ -1,15 +1,16 @@
 """Turning "task type T for these symbols and dates" into units of work.
 
-Incremental by default: a symbol's range starts after the last date already saved for it (for
-statements, *at* the last announcement date, since more can appear on the same day), so a
-re-run asks only for what is missing. Long ranges are cut so each call stays under the API's row
-cap; a symbol that already has a unit on its way is skipped as "already queued".
+Incremental by default: a symbol owes what lies inside its listing span and the requested dates
+but outside the ranges successful calls already covered (`neo_cli.coverage`), so a re-run asks
+only for what is missing, holes left by failures included. Long ranges are cut so each call stays
+under the API's row cap; a symbol that already has a unit on its way is skipped as "already
+queued".
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -30,8 +31,9 @@ from neo_cli.strategies import (
     multi_symbol,
     per_symbol,
     whole_market,
+    whole_market_statements,
 )
-from neo_cli.tasktypes import STATEMENTS, TaskType
+from neo_cli.tasktypes import STATEMENTS, VIP_OF, TaskType, dataset
 from neo_cli.units import Unit
 
 SYMBOL = re.compile(r"^\d{6}\.(SH|SZ|BJ)$")
@@ -73,10 +75,15 @@ def read_symbols_file(path: Path) -> list[str]:
     return list(dict.fromkeys(codes))
 
 
-def requested_symbols(symbols: str | None, symbols_file: Path | None) -> list[str] | None:
-    """`--symbols` or `--symbols-file` (not both), validated; None for the whole market."""
+def requested_symbols(
+    symbols: str | None, symbols_file: Path | None, listed_only: bool = False
+) -> list[str] | None:
+    """`--symbols` or `--symbols-file` (not both, nor with `--listed-only`, which narrows the
+    whole market), validated; None for the whole market."""
     if symbols is not None and symbols_file is not None:
         raise InputError("give --symbols or --symbols-file, not both")
+    if listed_only and (symbols is not None or symbols_file is not None):
+        raise InputError("--listed-only narrows the whole market; it does not go with --symbols")
     if symbols is not None:
         return parse_symbols(symbols)
     return read_symbols_file(symbols_file) if symbols_file is not None else None
@@ -85,11 +92,12 @@ def requested_symbols(symbols: str | None, symbols_file: Path | None) -> list[st
 @dataclass(frozen=True)
 class Request:
     task_type: TaskType
-    symbols: list[str] | None = None  # None: every listed symbol in stock_basic
+    symbols: list[str] | None = None  # None: every symbol stock_basic lists
     start: date | None = None
     end: date | None = None
     full: bool = False  # refetch the whole range, ignoring what is saved
     priority: int = 0
+    listed_only: bool = False  # the whole market means today's listed symbols only
 
 
 @dataclass
@@ -109,36 +117,43 @@ TradingDays = Callable[[str, str], "list[str] | None"]
 
 @dataclass(frozen=True)
 class PlanOptions:
-    """Which call-saving strategies the account may use ([plan] in the config)."""
+    """Which call-saving strategies the account may use ([plan] in the config), and the
+    API's row caps ([row_caps])."""
 
     multi_symbol: bool = True
     whole_market: bool = True
     max_codes_per_call: int = 100
+    statements_vip: str = "auto"  # "auto" | "true" | "false"
+    row_caps: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings) -> PlanOptions:
         v = settings.values["plan"]
-        return cls(v["multi_symbol"], v["whole_market"], v["max_codes_per_call"])
+        return cls(
+            v["multi_symbol"],
+            v["whole_market"],
+            v["max_codes_per_call"],
+            v["statements_vip"],
+            settings.row_caps,
+        )
+
+    def cap(self, api: str) -> int:
+        return self.row_caps.get(api) or dataset(api).row_cap
 
 
 def plan_codes(request: Request, ledger: Ledger) -> list[str]:
-    """The symbols a request is for: `--symbols`, else every listed symbol in the catalog."""
+    """The symbols a request is for: `--symbols`, else every symbol the catalog lists —
+    listed, delisted and paused, each over its own listing span, so the history has no
+    survivorship bias — or with `listed_only`, today's listed symbols."""
     if request.symbols is not None:
         return list(request.symbols)
-    codes = [code for code, _, _ in ledger.symbols(("L",))]
+    statuses = ("L",) if request.listed_only else LIST_STATUSES
+    codes = [code for code, _, _ in ledger.symbols(statuses)]
     if not codes:
         raise InputError(
             "no symbols: the stock_basic table is empty. Fill it first with "
             "`neo enqueue --task-type stock_basic` (and let it save), or pass --symbols"
         )
-    # A stock delisted since the last run is no longer listed, but its last days are
-    # still owed: finish the history of any delisted symbol already partly saved.
-    marks = {api: ledger.watermarks(api) for api in request.task_type.datasets}
-    codes += [
-        code
-        for code, _, delisted in ledger.symbols(("D",))
-        if delisted and any(code in m and m[code] < delisted for m in marks.values())
-    ]
     return codes
 
 
@@ -166,6 +181,14 @@ def symbol_holes(
     if api not in STATEMENTS:
         found = [h for h in found if calendar.any_between(*h)]
     return found
+
+
+def vip_allowed(options: PlanOptions, ledger: Ledger, statement: str) -> bool:
+    """May `statement` be asked for the whole market (`income_vip`)? Not when `[plan]
+    statements_vip = "false"`, nor under "auto" once the account was refused."""
+    if options.statements_vip == "false":
+        return False
+    return options.statements_vip == "true" or not ledger.vip_refused(statement)
 
 
 def plan_for(settings, request: Request, ledger: Ledger, provider, batch: str) -> Plan:
@@ -203,7 +226,7 @@ def make_plan(
             ]
         return plan
 
-    listed = {code: (ld, dd) for code, ld, dd in ledger.symbols(("L", "D", "P"))}
+    listed = {code: (ld, dd) for code, ld, dd in ledger.symbols(LIST_STATUSES)}
     codes = plan_codes(request, ledger)
     plan.symbols = len(codes)
     end_default = fmt(request.end or today)
@@ -228,6 +251,7 @@ def make_plan(
         if not tails and not gaps:
             continue
         market = options.whole_market and api in WHOLE_MARKET and request.symbols is None
+        cap = options.cap(api)
         older = fill_gaps(
             api,
             gaps,
@@ -237,22 +261,37 @@ def make_plan(
             market=market,
             batch=batch,
             priority=request.priority,
+            cap=cap,
         )
-        priced = [per_symbol(api, tails, batch, request.priority)]
+        priced = [per_symbol(api, tails, batch, request.priority, cap)]
         if options.multi_symbol and api in MULTI_SYMBOL:
             priced.append(
                 multi_symbol(
-                    api, tails, calendar, options.max_codes_per_call, batch, request.priority
+                    api, tails, calendar, options.max_codes_per_call, batch, request.priority, cap
                 )
             )
         if market:
-            found_market = whole_market(api, tails, calendar, batch, request.priority)
+            found_market = whole_market(api, tails, calendar, batch, request.priority, cap)
             if found_market is not None:
                 priced.append(found_market)
         for strategy in priced:
             strategy.units += older.units
+            strategy.pages += older.pages
             if older.note:
                 strategy.note = f"{strategy.note}; {older.note}" if strategy.note else older.note
+        if api in VIP_OF and request.symbols is None and vip_allowed(options, ledger, api):
+            # Every company's statements for the union of the holes, tails and older alike.
+            holed = [*tails.items(), *((c, (lo, hi)) for c, lo, hi in gaps)]
+            priced.append(
+                whole_market_statements(
+                    api,
+                    [rng for _, rng in holed],
+                    [listed.get(code, ("", "")) for code in {c for c, _ in holed}],
+                    options.cap(VIP_OF[api]),
+                    batch,
+                    request.priority,
+                )
+            )
         priced.sort(key=lambda st: st.calls)  # stable: per-symbol wins ties
         plan.choices[api] = priced
         plan.units += priced[0].units

@@ -19,7 +19,7 @@ from neo_cli.metrics import MetricsStore
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
 from neo_cli.runstate import lock_is_held, read_state
-from neo_cli.tasktypes import DATASETS
+from neo_cli.tasktypes import INTERFACES, VIP, VIP_OF
 
 SCHEMA_VERSION = 1
 STALE_AFTER = 10.0  # seconds without a heartbeat before a consumer's gauges are ignored
@@ -69,7 +69,7 @@ def limiter_view(settings: Settings, paths: Paths) -> tuple[dict[str, str], dict
     backend = make_backend(settings, timeout=0.5)
     try:
         view["backend"] = backend.describe()
-        for api in DATASETS:
+        for api in INTERFACES:
             _, left, reason = backend.state(api)
             if left > 0:
                 paused[api] = reason
@@ -129,12 +129,14 @@ def collect(
     ledger_counts: dict[str, dict[str, int]] = {}
     table_rows: dict[str, int] = {}
     in_progress = 0
+    vip_refused: dict[str, str] = {}
     if paths.ledger.exists():
         ledger = Ledger(paths.ledger)
         try:
             ledger_counts = ledger.state_counts()
             table_rows = ledger.table_rows()
             in_progress = ledger.live_count()
+            vip_refused = {api: ledger.vip_refused(api) for api in VIP_OF}
         finally:
             ledger.close()
 
@@ -144,9 +146,13 @@ def collect(
     limits = settings.rate_limits
     types = {}
     eta = 0.0
-    for api in DATASETS:
+    for api in INTERFACES:
         calls = window.get((api, "calls"), 0)
         pending, scheduled = by_kind["fast"].get(api, (0, 0))
+        if api in VIP and not (
+            calls or pending + scheduled or paused.get(api) or ledger_counts.get(api)
+        ):
+            continue  # a whole-market statement interface never used here: no line for it
         batches = totals.get((api, "batches"), 0)
         failures = totals.get((api, "batch_failures"), 0)
         rate = calls if calls else limits[api]
@@ -166,6 +172,8 @@ def collect(
             "dead_lettered": ledger_counts.get(api, {}).get("dead", 0),
             "paused": paused.get(api, ""),
         }
+        if api in VIP_OF:  # whole-market statements: refused, so one call per symbol
+            types[api]["vip_refused"] = vip_refused.get(api, "")
 
     processes = {}
     if state:

@@ -5,13 +5,17 @@
   range; codes sharing a range are packed so a call stays under the row cap. For long histories
   ranges are aligned to calendar years first, so symbols listed on different days still share
   calls.
-- **whole-market** (`daily`, `adj_factor`; only when the request covers every listed symbol):
+- **whole-market** (`daily`, `adj_factor`; only when the request is for the whole market):
   `trade_date=D` alone returns every symbol's row for day D. A daily update of 5,000 symbols
   becomes one call. Symbols whose saved data ends earlier than the others ("stragglers") get
   per-symbol calls for the gap before the whole-market days.
+- **whole-market statements** (`income_vip` & co., accounts with 5,000 points): every company's
+  statements announced in a date range, paged with `offset`. Windows are sized to about
+  `PAGES` replies each from the number of symbols listed in them, so a full history costs about
+  rows ÷ row cap calls and a one-day update one call.
 
-Each strategy returns its units; the number of units is the number of calls it needs (a unit is
-one call unless the API's row cap surprises us, in which case it pages).
+Each strategy returns its units and the calls they need: one per unit, except whole-market
+statement units, which page by design (and any unit the API's row cap surprises).
 """
 
 from __future__ import annotations
@@ -36,10 +40,11 @@ class Strategy:
     name: str
     units: list[Unit] = field(default_factory=list)
     note: str = ""
+    pages: int = 0  # calls expected beyond one per unit (units that page by design)
 
     @property
     def calls(self) -> int:
-        return len(self.units)
+        return len(self.units) + self.pages
 
 
 class TradingCalendar:
@@ -66,12 +71,12 @@ class TradingCalendar:
         return self.days is None or self.count(start, end) > 0
 
 
-def span_days(api: str) -> int:
+def span_days(api: str, cap: int | None = None) -> int:
     """Calendar days one symbol's call can cover without reaching the row cap."""
     d = dataset(api)
     if d.date_field == "ann_date":
         return 365 * 200  # statements: a few dozen rows a year, never near the cap
-    return int(d.row_cap * FILL / 0.70)
+    return int((cap or d.row_cap) * FILL / 0.70)
 
 
 def split(start: str, end: str, days: int) -> list[tuple[str, str]]:
@@ -97,11 +102,13 @@ def _unit(api: str, codes: list[str], start: str, end: str, batch: str, priority
     )
 
 
-def per_symbol(api: str, ranges: Ranges, batch: str, priority: int) -> Strategy:
+def per_symbol(
+    api: str, ranges: Ranges, batch: str, priority: int, cap: int | None = None
+) -> Strategy:
     units = [
         _unit(api, [code], lo, hi, batch, priority)
         for code, (start, end) in ranges.items()
-        for lo, hi in split(start, end, span_days(api))
+        for lo, hi in split(start, end, span_days(api, cap))
     ]
     return Strategy("per-symbol", units, "one call per symbol and range")
 
@@ -113,8 +120,9 @@ def _pack(
     max_codes: int,
     batch: str,
     priority: int,
+    row_cap: int | None = None,
 ) -> list[Unit]:
-    cap = dataset(api).row_cap * FILL
+    cap = (row_cap or dataset(api).row_cap) * FILL
     units = []
     for (start, end), codes in sorted(groups.items()):
         days = calendar.count(start, end)
@@ -123,7 +131,7 @@ def _pack(
             for code in codes:
                 units += [
                     _unit(api, [code], lo, hi, batch, priority)
-                    for lo, hi in split(start, end, span_days(api))
+                    for lo, hi in split(start, end, span_days(api, row_cap))
                 ]
             continue
         for i in range(0, len(codes), per_call):
@@ -132,14 +140,20 @@ def _pack(
 
 
 def multi_symbol(
-    api: str, ranges: Ranges, calendar: TradingCalendar, max_codes: int, batch: str, priority: int
+    api: str,
+    ranges: Ranges,
+    calendar: TradingCalendar,
+    max_codes: int,
+    batch: str,
+    priority: int,
+    cap: int | None = None,
 ) -> Strategy:
     """Pack codes into calls: grouped by identical range, or by calendar year, whichever
     needs fewer calls."""
     exact: dict[tuple[str, str], list[str]] = {}
     for code, rng in ranges.items():
         exact.setdefault(rng, []).append(code)
-    by_exact = _pack(api, exact, calendar, max_codes, batch, priority)
+    by_exact = _pack(api, exact, calendar, max_codes, batch, priority, cap)
 
     yearly: dict[tuple[str, str], list[str]] = {}
     for code, (start, end) in ranges.items():
@@ -149,14 +163,19 @@ def multi_symbol(
             # share a range; the part before a symbol's start only repeats saved rows.
             window = (f"{year}0101" if lo > f"{year}0101" else lo, min(f"{year}1231", end))
             yearly.setdefault(window, []).append(code)
-    by_year = _pack(api, yearly, calendar, max_codes, batch, priority)
+    by_year = _pack(api, yearly, calendar, max_codes, batch, priority, cap)
     if len(by_year) < len(by_exact):
         return Strategy("multi-symbol", by_year, f"up to {max_codes} codes a call, by year")
     return Strategy("multi-symbol", by_exact, f"up to {max_codes} codes a call")
 
 
 def whole_market(
-    api: str, ranges: Ranges, calendar: TradingCalendar, batch: str, priority: int
+    api: str,
+    ranges: Ranges,
+    calendar: TradingCalendar,
+    batch: str,
+    priority: int,
+    cap: int | None = None,
 ) -> Strategy | None:
     """One call per trading day for the days most symbols need, per-symbol calls for the
     stragglers' older gaps. None when the calendar is unknown."""
@@ -168,17 +187,21 @@ def whole_market(
     # Whole-market from the earliest start covers everyone with no straggler; a later cut
     # trades market days for per-symbol calls on the older gaps.
     best = (calendar.count(starts[0], end), starts[0])
+    span = span_days(api, cap)
+    # Ordinals, sorted by start: this loop runs once per distinct start over every symbol.
+    spans = sorted((parse(s).toordinal(), parse(e).toordinal()) for s, e in ranges.values())
     for cut in reversed(starts[1:]):
         days = calendar.count(cut, end)
         if days >= min(n, best[0]):
             break  # earlier cuts only add days
-        gaps = sum(
-            len(split(s, min(e, plus(cut, -1)), span_days(api)))
-            for s, e in ranges.values()
-            if s < cut
-        )
-        if days + gaps < best[0]:
-            best = (days + gaps, cut)
+        top = parse(cut).toordinal() - 1
+        cost = days
+        for lo, hi in spans:
+            if lo > top or cost >= best[0]:
+                break
+            cost += -(-(min(hi, top) - lo + 1) // span)  # pieces(), on ordinals
+        if cost < best[0]:
+            best = (cost, cut)
     cut = best[1]
     units = [
         Unit(api, {"trade_date": day}, (ALL,), batch, priority)
@@ -190,7 +213,7 @@ def whole_market(
             stragglers += 1
             units += [
                 _unit(api, [code], lo, hi, batch, priority)
-                for lo, hi in split(s, min(e, plus(cut, -1)), span_days(api))
+                for lo, hi in split(s, min(e, plus(cut, -1)), span_days(api, cap))
             ]
     days = calendar.count(cut, end)
     return Strategy(
@@ -211,6 +234,7 @@ def fill_gaps(
     market: bool,
     batch: str,
     priority: int,
+    cap: int | None = None,
 ) -> Strategy:
     """Units for the older holes of symbols (a range whose calls failed, say): the cheapest of
     one call per symbol and hole; codes sharing a hole packed in one call (`multi`); or one
@@ -222,7 +246,7 @@ def fill_gaps(
             [
                 _unit(api, [code], lo, hi, batch, priority)
                 for code, start, end in gaps
-                for lo, hi in split(start, end, span_days(api))
+                for lo, hi in split(start, end, span_days(api, cap))
             ],
         )
     ]
@@ -231,7 +255,7 @@ def fill_gaps(
         for code, start, end in gaps:
             groups.setdefault((start, end), []).append(code)
         ways.append(
-            Strategy("multi-symbol", _pack(api, groups, calendar, max_codes, batch, priority))
+            Strategy("multi-symbol", _pack(api, groups, calendar, max_codes, batch, priority, cap))
         )
     if market and calendar.known:
         days = sorted({d for _, start, end in gaps for d in calendar.between(start, end)})
@@ -244,3 +268,69 @@ def fill_gaps(
     best = min(ways, key=lambda st: st.calls)  # stable: per-symbol wins ties
     best.note = f"{len(gaps)} older hole(s) by {best.name} calls" if gaps else ""
     return best
+
+
+PAGES = 10  # replies a whole-market statement unit is sized for
+ROWS_PER_YEAR = 4.5  # statement rows a listed company publishes a year (4 reports, revisions)
+
+
+class Listed:
+    """How many of a set of symbols were listed at a date (list and delist dates)."""
+
+    def __init__(self, spans: list[tuple[str, str]]):
+        self.starts = sorted(lo for lo, _ in spans if lo)
+        self.ends = sorted(hi for _, hi in spans if hi)
+
+    def at(self, day: str) -> int:
+        return bisect.bisect_right(self.starts, day) - bisect.bisect_left(self.ends, day)
+
+
+def _statement_windows(
+    lo: str, hi: str, listed: Listed, budget: float
+) -> list[tuple[str, str, float]]:
+    """(start, end, estimated rows) windows covering lo..hi, month by month, each holding
+    about `budget` rows."""
+    out: list[tuple[str, str, float]] = []
+    start, rows, cursor = lo, 0.0, parse(lo)
+    end = parse(hi)
+    while cursor <= end:
+        month_end = (cursor.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(1)
+        top = min(month_end, end)
+        days = (top - cursor).days + 1
+        more = max(listed.at(fmt(cursor)), 1) * ROWS_PER_YEAR * days / 365
+        if rows and rows + more > budget:
+            out.append((start, fmt(cursor - timedelta(days=1)), rows))
+            start, rows = fmt(cursor), 0.0
+        rows += more
+        cursor = top + timedelta(days=1)
+    out.append((start, hi, rows))
+    return out
+
+
+def whole_market_statements(
+    api: str,
+    holes: list[tuple[str, str]],
+    spans: list[tuple[str, str]],
+    cap: int,
+    batch: str,
+    priority: int,
+) -> Strategy:
+    """`income_vip` & co. over the union of every symbol's holes (`spans`: the symbols'
+    listing spans, for the estimate), one unit per window of about PAGES replies."""
+    from neo_cli.coverage import merge
+    from neo_cli.tasktypes import VIP_OF
+
+    listed = Listed(spans)
+    units, pages = [], 0
+    for lo, hi in merge(holes):
+        for start, end, rows in _statement_windows(lo, hi, listed, PAGES * cap * FILL):
+            units.append(
+                Unit(VIP_OF[api], {"start_date": start, "end_date": end}, (ALL,), batch, priority)
+            )
+            pages += max(0, math.ceil(rows / cap) - 1)
+    return Strategy(
+        "whole-market",
+        units,
+        f"{VIP_OF[api]}: every company's statements, {len(units)} window(s) paged by offset",
+        pages,
+    )

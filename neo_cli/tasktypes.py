@@ -1,8 +1,9 @@
 """The data neo keeps: one `Dataset` per API interface and table, and the CLI's task types.
 
 A task type is what a user asks for (`daily_qfq`); a dataset is what one download task fetches
-and one table stores (`daily`, `adj_factor`). Forward-adjusted bars are a view over two datasets,
-so `daily_qfq` enqueues both.
+and one table stores (`daily`, `adj_factor`). An interface is what a call names: usually the
+dataset's own, but `income_vip` & co. fill the statements' tables for the whole market at once.
+Forward-adjusted bars are a view over two datasets, so `daily_qfq` enqueues both.
 """
 
 from __future__ import annotations
@@ -116,6 +117,11 @@ DATASETS: dict[str, Dataset] = {
     d.api: d for d in (STOCK_BASIC, DAILY, ADJ_FACTOR, INCOME, BALANCESHEET, CASHFLOW)
 }
 STATEMENTS = ("income", "balancesheet", "cashflow")
+# The whole market's statements in one call (accounts with 5,000 points): the same fields and
+# parameters, `ts_code` optional, paged with `offset`. Each fills its statement's table.
+VIP = {f"{api}_vip": api for api in STATEMENTS}
+VIP_OF = {api: vip for vip, api in VIP.items()}
+INTERFACES = (*DATASETS, *VIP)  # every interface neo calls for data; each has a rate limit
 
 
 @dataclass(frozen=True)
@@ -150,5 +156,16 @@ def task_type(name: str) -> TaskType:
     return found
 
 
+def table_of(api: str) -> str:
+    """The table an interface fills (`income_vip` -> `income`)."""
+    return VIP.get(api, api)
+
+
+def interfaces_of(table: str) -> tuple[str, ...]:
+    """The interfaces that fill `table` (`income` -> `income`, `income_vip`)."""
+    return (table, VIP_OF[table]) if table in VIP_OF else (table,)
+
+
 def dataset(api: str) -> Dataset:
-    return DATASETS[api]
+    """The dataset an interface fills: its fields, keys and table."""
+    return DATASETS[table_of(api)]

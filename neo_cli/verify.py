@@ -15,7 +15,7 @@ from neo_cli.config import Settings
 from neo_cli.dates import EARLIEST, fmt, today
 from neo_cli.ledger import Ledger
 from neo_cli.paths import Paths
-from neo_cli.planner import Request, plan_codes, symbol_holes, symbol_span
+from neo_cli.planner import LIST_STATUSES, Request, plan_codes, symbol_holes, symbol_span
 from neo_cli.strategies import ALL, TradingCalendar
 from neo_cli.tasktypes import task_type
 
@@ -58,7 +58,7 @@ def verify(settings: Settings, request: Request, provider=None) -> list[Report]:
     ledger = Ledger(paths.ledger)
     try:
         codes = plan_codes(request, ledger)
-        listed = {code: (ld, dd) for code, ld, dd in ledger.symbols(("L", "D", "P"))}
+        listed = {code: (ld, dd) for code, ld, dd in ledger.symbols(LIST_STATUSES)}
         # Through the last day that is over: today is covered only once it ends (a call made
         # during the day may precede its bar or a late announcement).
         end = fmt(request.end or today() - timedelta(days=1))
@@ -86,7 +86,7 @@ def verify(settings: Settings, request: Request, provider=None) -> list[Report]:
             limiters.close()
 
 
-def requests_for(name: str | None, symbols: list[str] | None, **dates) -> list[Request]:
+def requests_for(name: str | None, symbols: list[str] | None, **options) -> list[Request]:
     """One request per task type checked (all of them when `name` is None)."""
     names = [name] if name else list(CHECKED)
-    return [Request(task_type(n), symbols, **dates) for n in names]
+    return [Request(task_type(n), symbols, **options) for n in names]

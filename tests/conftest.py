@@ -171,9 +171,11 @@ def assert_saved_exactly(
     apis=("daily", "adj_factor", "income", "balancesheet", "cashflow"),
     skip: frozenset[str] = frozenset(),
     end_date: str = END_DATE,
+    statuses: tuple[str, ...] = ("L", "D", "P"),
 ) -> dict[str, int]:
-    """Every row the simulated market holds for its listed symbols is in the database, once,
-    with its values; returns rows per table. `skip`: symbols expected to be missing."""
+    """Every row the simulated market holds for its symbols, of every listing status, is in
+    the database, once, with its values; returns rows per table. `skip`: symbols expected to
+    be missing. `statuses=("L",)` for a `--listed-only` run."""
     from datetime import datetime
 
     import duckdb
@@ -181,7 +183,9 @@ def assert_saved_exactly(
     from neo_cli.providers.market import Market
 
     market = Market(20240101, symbols, datetime.strptime(end_date, "%Y%m%d").date())
-    listed = [c for c in market.ts_codes("L") if c not in skip]
+    listed = [
+        c for c in market.ts_codes() if c not in skip and market.stock(c)["list_status"] in statuses
+    ]
     counts = {}
     conn = duckdb.connect(str(home.data / "neo.duckdb"), read_only=True)
     try:
@@ -338,7 +342,9 @@ def tushare_home(root: Path, server_url: str, token: str, **sections: dict[str, 
     return h
 
 
-def assert_rows_once(home: Home, api: str, codes: list[str], symbols: int) -> int:
+def assert_rows_once(
+    home: Home, api: str, codes: list[str], symbols: int, end_date: str = END_DATE
+) -> int:
     """Every row the server's market holds for `codes` is saved, and no key twice."""
     from datetime import datetime
 
@@ -347,10 +353,10 @@ def assert_rows_once(home: Home, api: str, codes: list[str], symbols: int) -> in
     from neo_cli.providers.market import Market
     from neo_cli.tasktypes import DATASETS
 
-    market = Market(20240101, symbols, datetime.strptime(END_DATE, "%Y%m%d").date())
+    market = Market(20240101, symbols, datetime.strptime(end_date, "%Y%m%d").date())
     want = {}
     for code in codes:
-        n = len(market.rows(api, {"ts_code": code, "start_date": "19900101", "end_date": END_DATE}))
+        n = len(market.rows(api, {"ts_code": code, "start_date": "19900101", "end_date": end_date}))
         if n:
             want[code] = n
     keys = ", ".join(DATASETS[api].keys)

@@ -35,7 +35,7 @@ def test_a_failed_old_day_is_a_hole_that_the_next_run_fills(tmp_path) -> None:
     }
     home = tushare_home(tmp_path / "home", failing.url, TOKEN, **sections)
     market = Market(20240101, SYMBOLS, datetime.strptime(END_DATE, "%Y%m%d").date())
-    listed = market.ts_codes("L")
+    listed = market.ts_codes()  # every listing status
     try:
         home.run("start", check=True)
         home.run("enqueue", "-t", "stock_basic", check=True)

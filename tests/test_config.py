@@ -61,8 +61,13 @@ def test_defaults_without_any_file(tmp_path: Path) -> None:
         "income": 200,
         "balancesheet": 200,
         "cashflow": 200,
+        "income_vip": 200,
+        "balancesheet_vip": 200,
+        "cashflow_vip": 200,
         "trade_cal": 100,
     }
+    assert s.row_caps["daily"] == 6000 and s.row_caps["income_vip"] == 5000
+    assert s.values["plan"]["statements_vip"] == "auto"
     assert s.get("slow.batch_size") == 1000
     assert s.get("provider.tushare.url") == "http://api.tushare.pro"
     assert s.token == ""
@@ -444,3 +449,21 @@ def test_shipped_config_loads_and_documents_every_key(tmp_path: Path) -> None:
         assert f"[{section}]" in text, section
         for name in keys:
             assert f"\n{name} =" in text, f"{section}.{name}"
+
+
+@pytest.mark.parametrize(
+    ("text", "want"), [("true", "true"), ("false", "false"), ('"auto"', "auto")]
+)
+def test_statements_vip_takes_auto_or_a_boolean(tmp_path: Path, text: str, want: str) -> None:
+    path = toml(tmp_path, f"[plan]\nstatements_vip = {text}\n")
+    assert load_in(tmp_path, path).values["plan"]["statements_vip"] == want
+
+
+def test_statements_vip_and_row_caps_refuse_what_is_not_allowed(tmp_path: Path) -> None:
+    message = refused(tmp_path, '[plan]\nstatements_vip = "maybe"\n')
+    assert "invalid [plan] statements_vip = 'maybe'" in message
+    assert "'auto', 'true', 'false'" in message
+    message = refused(tmp_path, "[row_caps]\ndaily = 0\n")
+    assert "invalid [row_caps] daily = 0" in message and "from 1 to" in message
+    message = refused(tmp_path, "[row_caps]\nminute = 10\n")
+    assert "unknown key 'minute' in [row_caps]" in message and "income_vip" in message

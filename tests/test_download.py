@@ -13,7 +13,7 @@ from neo_cli.ledger import Ledger
 from neo_cli.limits.memory import memory_limiter
 from neo_cli.metrics import Recorder
 from neo_cli.providers.base import Provider, Reply, classify
-from neo_cli.tasktypes import DAILY, DATASETS
+from neo_cli.tasktypes import DAILY, DATASETS, INCOME, INTERFACES
 from neo_cli.units import Unit
 
 
@@ -55,10 +55,12 @@ def ledger(tmp_path):
     led.close()
 
 
-def runtime(provider: Provider, ledger: Ledger, clock: Clock, max_attempts: int = 3):
+def runtime(
+    provider: Provider, ledger: Ledger, clock: Clock, max_attempts: int = 3, vip: str = "auto"
+):
     limiters = {
         api: memory_limiter(api, 600, margin=0.0, clock=clock, sleep=clock.sleep)
-        for api in DATASETS
+        for api in INTERFACES
     }
     return Downloader(
         provider,
@@ -66,6 +68,7 @@ def runtime(provider: Provider, ledger: Ledger, clock: Clock, max_attempts: int 
         ledger,
         Recorder(None, "t"),
         RetryPolicy(max_attempts, 1.0, 30.0, random.Random(7)),
+        statements_vip=vip,
     )
 
 
@@ -228,3 +231,71 @@ def test_a_busy_interface_gives_the_worker_back(ledger):
     out = attempt(rt, unit)
     assert out.retry_in == pytest.approx(30.0)
     assert ledger.get(unit.id).attempts == 0
+
+
+# ---------------------------------------------------------------- whole-market statements
+
+MARKET = ["000001.SZ", "000002.SZ", "600000.SH"]
+VIP_UNIT = Unit("income_vip", {"start_date": "20240401", "end_date": "20240430"}, ("*",), "bv")
+
+
+def statements(n: int, code: str = "000001.SZ") -> Reply:
+    row = {f: None for f in INCOME.fields} | {"ts_code": code, "ann_date": "20240420"}
+    return Reply(INCOME.fields, [[row[f] for f in INCOME.fields]] * n)
+
+
+def vip_recorded(ledger: Ledger) -> Unit:
+    with ledger.adding("bv", "income", [VIP_UNIT], MARKET):
+        pass
+    return VIP_UNIT
+
+
+def test_whole_market_statements_page_by_offset_below_and_at_the_cap(ledger):
+    clock = Clock()
+    provider = Scripted(statements(5000), statements(5000), statements(12))
+    rt = runtime(provider, ledger, clock)
+    out = attempt(rt, vip_recorded(ledger))
+    assert [c.get("offset") for c in provider.calls] == [None, 5000, 10000]
+    assert all(c["start_date"] == "20240401" and "ts_code" not in c for c in provider.calls)
+    assert len(out.reply) == 10012
+    # A configured cap below the documented one pages at it.
+    provider = Scripted(statements(2000), statements(3))
+    rt.provider, rt.row_caps = provider, {"income_vip": 2000}
+    assert len(attempt(rt, VIP_UNIT).reply) == 2003
+    assert provider.calls[1]["offset"] == 2000
+
+
+def test_a_window_without_announcements_is_done_not_retried(ledger):
+    out = attempt(runtime(Scripted(statements(0)), ledger, Clock()), vip_recorded(ledger))
+    assert out.reply is not None and len(out.reply) == 0
+
+
+def test_a_refused_whole_market_call_falls_back_to_per_symbol_for_good(ledger, caplog):
+    clock = Clock()
+    refusal = classify("income_vip", "抱歉，您没有访问该接口的权限")
+    provider = Scripted(refusal)
+    rt = runtime(provider, ledger, clock)
+    out = attempt(rt, vip_recorded(ledger))
+    assert len(provider.calls) == 1
+    assert [(u.api, u.codes, u.params) for u in out.split] == [
+        ("income", (c,), {"start_date": "20240401", "end_date": "20240430", "ts_code": c})
+        for c in sorted(MARKET)
+    ]
+    assert rt.limiters["income_vip"].ready() and rt.limiters["income"].ready()  # not stopped
+    assert "没有访问该接口的权限" in ledger.vip_refused("income")
+    assert sum("income_vip refused" in r.message for r in caplog.records) == 1
+    # Another unit of the same kind (another process's, say) splits without calling.
+    again = attempt(rt, VIP_UNIT)
+    assert len(provider.calls) == 1 and len(again.split) == 3
+
+
+def test_statements_vip_true_stops_the_interface_when_refused(ledger):
+    rt = runtime(
+        Scripted(classify("income_vip", "抱歉，您没有访问该接口的权限")),
+        ledger,
+        Clock(),
+        vip="true",
+    )
+    out = attempt(rt, vip_recorded(ledger))
+    assert out.split is None and out.retry_in is not None
+    assert not rt.limiters["income_vip"].ready() and ledger.vip_refused("income") == ""

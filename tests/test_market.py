@@ -379,3 +379,35 @@ def test_fast_enough() -> None:
     started = time.perf_counter()
     assert len(fresh.rows("daily", {"trade_date": "20240628"})) > 250
     assert time.perf_counter() - started < 1.0
+
+
+def test_whole_market_statements_are_every_companys_in_the_range(late_market: Market) -> None:
+    start, end = "20230401", "20230430"
+    for api in STATEMENTS:
+        rows = late_market.rows(f"{api}_vip", {"start_date": start, "end_date": end})
+        want = [
+            row
+            for code in late_market.ts_codes()
+            for row in late_market.rows(
+                api, {"ts_code": code, "start_date": start, "end_date": end}
+            )
+        ]
+        assert len(rows) > 100 and sorted(map(repr, rows)) == sorted(map(repr, want))
+        key = [(r["ann_date"], r["ts_code"]) for r in rows]
+        assert key == sorted(key, key=lambda k: (-int(k[0]), k[1]))  # newest first, then code
+        # Paging with offset walks the same list; a period narrows it; so does one code.
+        paged = [
+            row
+            for offset in range(0, len(rows), 100)
+            for row in late_market.rows(
+                f"{api}_vip", {"start_date": start, "end_date": end, "offset": offset, "limit": 100}
+            )
+        ]
+        assert paged == rows
+        one = rows[0]["ts_code"]
+        assert late_market.rows(
+            f"{api}_vip", {"ts_code": one, "start_date": start, "end_date": end}
+        ) == [r for r in rows if r["ts_code"] == one]
+    assert {r["end_date"] for r in late_market.rows("income_vip", {"period": "20221231"})} == {
+        "20221231"
+    }

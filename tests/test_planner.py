@@ -26,7 +26,7 @@ from neo_cli.tasktypes import DATASETS, STATEMENTS, task_type
 from neo_cli.units import Unit
 
 TODAY = date(2024, 6, 28)
-PER_SYMBOL = PlanOptions(multi_symbol=False, whole_market=False)
+PER_SYMBOL = PlanOptions(multi_symbol=False, whole_market=False, statements_vip="false")
 A, B, C, D = "000001.SZ", "600000.SH", "830799.BJ", "000024.SZ"
 
 
@@ -288,9 +288,19 @@ def test_split_of_an_empty_range() -> None:
 # --------------------------------------------------------------------------- the universe
 
 
-def test_default_universe_is_the_listed_symbols(listed: Ledger) -> None:
+def test_default_universe_is_every_listing_status(listed: Ledger) -> None:
     p = plan(listed, "daily", start="20240101", end="20240131")
-    assert [u.params["ts_code"] for u in p.units] == [A, B, C]  # by code; no D or P
+    # By code; the paused symbol too. D was delisted in 2015: January 2024 is not its span.
+    assert [u.params["ts_code"] for u in p.units] == [A, B, "600001.SH", C]
+    assert (p.symbols, p.current) == (5, 1)
+    history = plan(listed, "daily", end="20240131")
+    assert ("daily", D, "19930607", "20151230") in covered(history.units)
+
+
+def test_listed_only_keeps_to_todays_listed_symbols(listed: Ledger) -> None:
+    request = Request(task_type("daily"), end=parse("20240131"), listed_only=True)
+    p = make_plan(request, listed, TODAY, "b1", options=PER_SYMBOL)
+    assert sorted({u.params["ts_code"] for u in p.units}) == [A, B, C]
     assert p.symbols == 3
 
 
@@ -313,12 +323,14 @@ def test_already_queued_symbols_are_counted(listed: Ledger) -> None:
     listed.mark_empty(done)
     p = plan(listed, "daily_qfq", start="20240101", end="20240131")
     assert spans(p.units) == [
+        ("daily", "600001.SH", "20240101", "20240131"),
         ("daily", C, "20240101", "20240131"),
         ("adj_factor", A, "20240101", "20240131"),
         ("adj_factor", B, "20240101", "20240131"),
+        ("adj_factor", "600001.SH", "20240101", "20240131"),
         ("adj_factor", C, "20240101", "20240131"),
     ]
-    assert (p.queued, p.current) == (2, 0)
+    assert (p.queued, p.current) == (2, 2)  # D: delisted before January, both interfaces
 
 
 def test_stock_basic_plans_one_unit_per_list_status(ledger: Ledger) -> None:
@@ -432,7 +444,7 @@ def test_symbols_file_with_a_byte_order_mark(tmp_path: Path) -> None:
     assert read_symbols_file(path) == [A, B]
 
 
-def test_a_symbol_delisted_since_the_last_run_gets_its_last_days(tmp_path) -> None:
+def test_delisted_symbols_owe_their_whole_span_and_nothing_after(tmp_path) -> None:
     ledger = Ledger(tmp_path / "ledger.db", clock=lambda: NOON)
     try:
         saved_through(ledger, {"daily": {"000010.SZ": "20240301", "000011.SZ": "20240620"}})
@@ -446,13 +458,21 @@ def test_a_symbol_delisted_since_the_last_run_gets_its_last_days(tmp_path) -> No
                 ("000001.SZ", "a", "L", "19950101", None),
             ],
         )
-        p = make_plan(Request(task_type("daily")), ledger, TODAY, "b1", options=PER_SYMBOL)
-        spans = sorted(
-            (u.codes[0], u.params["start_date"], u.params["end_date"])
-            for u in p.units
-            if u.codes[0] != "000001.SZ"
-        )
-        # 000010: saved to 0301, delisted 0315; 000011 complete; 000012 never saved: not ours.
-        assert spans == [("000010.SZ", "20240302", "20240315")]
+
+        def delisted(**options) -> list[tuple[str, str, str]]:
+            request = Request(task_type("daily"), **options)
+            p = make_plan(request, ledger, TODAY, "b1", options=PER_SYMBOL)
+            return sorted(
+                (u.codes[0], u.params["start_date"], u.params["end_date"])
+                for u in p.units
+                if u.codes[0] != "000001.SZ"
+            )
+
+        # 000010: saved to 0301, delisted 0315; 000011 complete (no call, run after run);
+        # 000012 never saved: its whole span, listing to delisting.
+        assert delisted()[0] == ("000010.SZ", "20240302", "20240315")
+        assert delisted()[1][0] == "000012.SZ" and delisted()[-1][2] == "20200101"
+        assert "000011.SZ" not in {code for code, _, _ in delisted()}
+        assert delisted(listed_only=True) == []
     finally:
         ledger.close()

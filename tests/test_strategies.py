@@ -194,3 +194,94 @@ def test_a_live_whole_market_unit_counts_every_symbol_as_queued(ledger):
 
 def test_dates_helpers():
     assert plus("20240301", -1) == "20240229"
+
+
+# ------------------------------------------------------------------ whole-market statements
+
+
+def statements_ledger(tmp_path, covered_through: str | None) -> Ledger:
+    """300 symbols listed 1991..2020; their income statements covered through a day, or not."""
+    led = Ledger(tmp_path / "statements.db")
+    listed = [(c, "x", "L", f"{1991 + i % 30}0101", None) for i, c in enumerate(CODES)]
+    led.record_flush([], {}, listed)
+    if covered_through:
+        seed = [
+            Unit(
+                "income",
+                {"ts_code": c, "start_date": "19900101", "end_date": covered_through},
+                (c,),
+                "seed",
+            )
+            for c in CODES
+        ]
+        with led.adding("seed", "seed", seed):
+            pass
+        for u in seed:
+            led.mark_saving(u, f"s-{u.id}", 1)
+        led.record_flush([u.id for u in seed], {})
+    return led
+
+
+def test_a_one_day_statement_update_of_the_whole_market_is_one_call(tmp_path):
+    led = statements_ledger(tmp_path, "20261119")
+    try:
+        plan = make_plan(Request(task_type("income")), led, parse(END), "b", CAL.between)
+        chosen = plan.choices["income"][0]
+        assert chosen.name == "whole-market" and chosen.calls == 1
+        [unit] = plan.units
+        assert unit.api == "income_vip" and unit.codes == (ALL,)
+        assert unit.params == {"start_date": "20261120", "end_date": END}
+        assert set(plan.universe) == set(CODES)
+        per_symbol_calls = next(s.calls for s in plan.choices["income"] if s.name == "per-symbol")
+        assert per_symbol_calls == len(CODES)
+    finally:
+        led.close()
+
+
+def test_a_full_statement_history_is_sized_by_rows_not_symbols(tmp_path):
+    led = statements_ledger(tmp_path, None)
+    try:
+        plan = make_plan(Request(task_type("income")), led, parse(END), "b", CAL.between)
+        chosen = plan.choices["income"][0]
+        assert chosen.name == "whole-market"
+        # Windows tile 1990..END without gaps or overlaps.
+        spans = sorted((u.params["start_date"], u.params["end_date"]) for u in plan.units)
+        assert spans[0][0] == "19900101" and spans[-1][1] == END
+        assert all(plus(a[1], 1) == b[0] for a, b in zip(spans, spans[1:], strict=False))
+        # The estimate: symbol-years x rows a year / the cap, within a call a window.
+        symbol_years = sum(2026.9 - (1991 + i % 30) for i in range(len(CODES)))
+        minimum = symbol_years * 4.5 / 5000
+        assert minimum <= chosen.calls <= minimum + len(plan.units)
+    finally:
+        led.close()
+
+
+def test_whole_market_statements_only_when_allowed(tmp_path):
+    led = statements_ledger(tmp_path, "20261119")
+    try:
+
+        def names(request, **options):
+            p = make_plan(request, led, parse(END), "b", CAL.between, PlanOptions(**options))
+            return {s.name for s in p.choices["income"]}
+
+        whole = Request(task_type("income"))
+        assert "whole-market" in names(whole)
+        assert "whole-market" in names(whole, statements_vip="true")
+        assert names(whole, statements_vip="false") == {"per-symbol"}
+        assert names(Request(task_type("income"), CODES[:5])) == {"per-symbol"}  # a subset
+        assert led.refuse_vip("income", "没有访问该接口的权限") is True
+        assert led.refuse_vip("income", "again") is False  # kept once, the first reason
+        assert led.vip_refused("income") == "没有访问该接口的权限"
+        assert names(whole) == {"per-symbol"}  # auto: refused once, per symbol for good
+        assert "whole-market" in names(whole, statements_vip="true")
+    finally:
+        led.close()
+
+
+def test_row_caps_size_the_calls():
+    ranges = {c: ("19910101", END) for c in CODES[:3]}
+    default = per_symbol("daily", ranges, "b", 0)
+    smaller = per_symbol("daily", ranges, "b", 0, cap=2000)
+    assert smaller.calls >= 3 * default.calls - 3
+    for u in smaller.units:
+        assert CAL.count(u.params["start_date"], u.params["end_date"]) <= 2000

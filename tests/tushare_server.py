@@ -55,7 +55,7 @@ from typing import Any
 from neo_cli.errors import PermanentError
 from neo_cli.providers.base import BAD_TOKEN_MESSAGE, NO_PERMISSION_MESSAGE, RATE_LIMIT_MESSAGE
 from neo_cli.providers.market import FIRST_DAY, Market
-from neo_cli.tasktypes import DATASETS
+from neo_cli.tasktypes import INTERFACES, dataset
 
 DEFAULT_TOKEN = "test-token"
 DEFAULT_SYMBOLS, DEFAULT_END_DATE, DEFAULT_MARKET_SEED = 40, "20261120", 20240101
@@ -85,7 +85,7 @@ TRADE_CAL = "trade_cal"
 TRADE_CAL_FIELDS = ("exchange", "cal_date", "pretrade_date", "is_open")
 EXCHANGES = ("SSE", "SZSE", "BSE")  # one calendar for all three, as in the real market
 DEFAULT_LIMITS = {TRADE_CAL: 60}
-APIS = (*DATASETS, TRADE_CAL)
+APIS = (*INTERFACES, TRADE_CAL)  # income_vip & co. too: whole-market statements
 
 _HTML = (
     "<html>\r\n<head><title>{status}</title></head>\r\n<body>\r\n"
@@ -165,7 +165,7 @@ class TushareServer:
             "day": dict(daily_limits or {}),
         }
         self.denied = frozenset(denied)
-        self.row_caps = {api: d.row_cap for api, d in DATASETS.items()} | dict(row_caps or {})
+        self.row_caps = {api: dataset(api).row_cap for api in INTERFACES} | dict(row_caps or {})
         self.has_more_flag = has_more_flag
         self.slow_seconds = float(slow_seconds)
         self.fail_dates = frozenset(fail_dates)  # calls covering these days answer HTTP 502
@@ -394,7 +394,7 @@ class TushareServer:
             if api == TRADE_CAL:
                 names, rows, cap = TRADE_CAL_FIELDS, self._trade_cal(params), None
             else:
-                names, rows = DATASETS[api].fields, self.market.rows(api, params)
+                names, rows = dataset(api).fields, self.market.rows(api, params)
                 cap = self.row_caps[api]
         except PermanentError as exc:
             raise _Refused(BAD_PARAMS, exc.message, "bad_params") from None

@@ -74,13 +74,22 @@ SymbolsOption = Annotated[
     str | None,
     typer.Option(
         "--symbols",
-        help="Comma-separated codes, e.g. 000001.SZ,600000.SH (default: the whole market).",
+        help="Comma-separated codes, e.g. 000001.SZ,600000.SH (default: the whole market, "
+        "every listing status).",
         show_default=False,
     ),
 ]
 SymbolsFileOption = Annotated[
     Path | None,
     typer.Option("--symbols-file", help="One code a line; # starts a comment.", show_default=False),
+]
+ListedOnlyOption = Annotated[
+    bool,
+    typer.Option(
+        "--listed-only",
+        help="The whole market means today's listed symbols only (default: listed, delisted "
+        "and paused, so the history has no survivorship bias).",
+    ),
 ]
 
 ConfigOption = Annotated[

@@ -8,6 +8,7 @@ import typer
 
 from neo_cli.cli.app import (
     ConfigOption,
+    ListedOnlyOption,
     SymbolsFileOption,
     SymbolsOption,
     app,
@@ -35,6 +36,7 @@ def enqueue(
     ],
     symbols: SymbolsOption = None,
     symbols_file: SymbolsFileOption = None,
+    listed_only: ListedOnlyOption = False,
     start_date: Annotated[
         str | None,
         typer.Option(
@@ -80,7 +82,7 @@ def enqueue(
     Example: neo enqueue --task-type daily --symbols 000001.SZ,600000.SH --start-date 20200101
     """
     kind = resolve_task_type(task_type)
-    codes = requested_symbols(symbols, symbols_file)
+    codes = requested_symbols(symbols, symbols_file, listed_only)
     if kind.name == "stock_basic" and codes is not None:
         raise InputError("stock_basic takes no symbols: it lists the whole market")
     request = Request(
@@ -90,6 +92,7 @@ def enqueue(
         end=parse(end_date, "--end-date") if end_date is not None else None,
         full=full,
         priority=priority,
+        listed_only=listed_only,
     )
     settings = settings_for(config_file)
     # Imported here: `neo status` and `neo --help` should not pay for pandas and DuckDB.

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from neo_cli.cli.app import ConfigOption, SymbolsFileOption, SymbolsOption, app, out, settings_for
+from neo_cli.cli.app import (
+    ConfigOption,
+    ListedOnlyOption,
+    SymbolsFileOption,
+    SymbolsOption,
+    app,
+    out,
+    settings_for,
+)
 from neo_cli.dates import parse
 from neo_cli.errors import EXIT_INCOMPLETE, InputError
 from neo_cli.planner import requested_symbols
@@ -26,6 +34,7 @@ def verify(
     ] = None,
     symbols: SymbolsOption = None,
     symbols_file: SymbolsFileOption = None,
+    listed_only: ListedOnlyOption = False,
     end_date: Annotated[
         str | None,
         typer.Option(
@@ -49,10 +58,10 @@ def verify(
 
     if task_type is not None and task_type.strip().lower() == "stock_basic":
         raise InputError("stock_basic has no coverage to verify: it is one list, saved whole")
-    codes = requested_symbols(symbols, symbols_file)
+    codes = requested_symbols(symbols, symbols_file, listed_only)
     end = parse(end_date, "--end-date") if end_date is not None else None
     settings = settings_for(config_file)
-    requests = requests_for(task_type, codes, end=end)
+    requests = requests_for(task_type, codes, end=end, listed_only=listed_only)
     reports = [r for request in requests for r in find_holes(settings, request)]
     missing = sum(r.ranges for r in reports)
     if as_json:

@@ -24,7 +24,7 @@ from neo_cli.db.writer import Part, WriteResult, write
 from neo_cli.errors import DatabaseUnavailable
 from neo_cli.ledger import Ledger
 from neo_cli.metrics import Recorder
-from neo_cli.tasktypes import dataset
+from neo_cli.tasktypes import dataset, table_of
 
 log = logging.getLogger("neo.saver")
 
@@ -74,8 +74,9 @@ class BatchSaver:
     # -- called by save tasks ---------------------------------------------------------------
 
     def add(self, api: str, fields: tuple[str, ...], items: list[list[Any]], unit_id: str) -> None:
+        """Buffer one unit's rows; `api` is the interface that fetched them (its table's)."""
         with self._cond:
-            group = self._groups[api]
+            group = self._groups[table_of(api)]
             if not group.parts:
                 group.since = self.clock()
             group.last = self.clock()

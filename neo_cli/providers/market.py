@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from neo_cli.errors import PermanentError
-from neo_cli.tasktypes import ADJ_FACTOR, DAILY, STATEMENTS, STOCK_BASIC
+from neo_cli.tasktypes import ADJ_FACTOR, DAILY, STATEMENTS, STOCK_BASIC, VIP
 
 FIRST_DAY = date(1990, 12, 19)  # the Shanghai exchange's first session
 # Fixed dates, so that moving end_date never moves a stock's history.
@@ -617,6 +617,8 @@ class Market:
             rows = self._series_rows(api, params)
         elif api in STATEMENTS:
             rows = self._statement_rows(api, params)
+        elif api in VIP:
+            rows = self._market_statement_rows(VIP[api], params)
         else:
             raise PermanentError(f"请指定正确的接口名: 接口 {api!r} 不存在", api)
         offset = _count_param(api, params, "offset") or 0
@@ -690,6 +692,25 @@ class Market:
             for row in self._statements(codes[0])[api]
             if first <= row["ann_date"] <= last and period in (None, int(row["end_date"]))
         ]
+
+    def _market_statement_rows(self, api: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """`income_vip` & co.: every company's statements announced in the range (or of one
+        period), newest announcement first, then by code; `ts_code` narrows to one."""
+        codes = _codes(params) or sorted(self._stocks)
+        first = str(_date_param(api, params, "start_date") or "")
+        last = str(_date_param(api, params, "end_date") or "99999999")
+        period = _date_param(api, params, "period")
+        rows = [
+            dict(row)
+            for code in codes
+            if code in self._stocks
+            for row in self._statements(code)[api]
+            if first <= row["ann_date"] <= last and period in (None, int(row["end_date"]))
+        ]
+        rows.sort(key=lambda r: r["end_date"], reverse=True)
+        rows.sort(key=lambda r: r["ts_code"])
+        rows.sort(key=lambda r: r["ann_date"], reverse=True)  # stable: code, then period
+        return rows
 
 
 def _slice_rows(api: str, code: str, series: _Series, lo: int, hi: int) -> list[dict[str, Any]]:

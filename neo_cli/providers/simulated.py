@@ -21,7 +21,7 @@ from typing import Any
 from neo_cli.errors import InputError, PermanentError, RateLimited, TransientError
 from neo_cli.providers.base import RATE_LIMIT_MESSAGE, Provider, Reply
 from neo_cli.providers.market import FIRST_DAY, Market
-from neo_cli.tasktypes import DATASETS
+from neo_cli.tasktypes import INTERFACES, dataset
 
 # The `[provider.simulated]` defaults, for options left out (config.SCHEMA has the same; the
 # provider layer may not import the config).
@@ -96,7 +96,7 @@ class SimulatedProvider(Provider):
         self._rng = random.Random(seed) if rng is None else rng
         self._rng_lock = threading.Lock()
         self._lock = threading.Lock()  # guards the windows and the counters
-        self._arrivals: dict[str, deque[float]] = {api: deque() for api in DATASETS}
+        self._arrivals: dict[str, deque[float]] = {api: deque() for api in INTERFACES}
         self._calls: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
 
@@ -105,7 +105,7 @@ class SimulatedProvider(Provider):
 
     def call(self, api: str, params: Mapping[str, Any], fields: Sequence[str]) -> Reply:
         """One call: admitted or refused by the limit, then delayed, perhaps failed, answered."""
-        if api not in DATASETS:
+        if api not in INTERFACES:
             raise PermanentError(f"请指定正确的接口名: 接口 {api!r} 不存在", api)
         self._admit(api)
         delay, fault = self._draw()
@@ -131,7 +131,7 @@ class SimulatedProvider(Provider):
         with self._lock:
             return {
                 api: {"calls": self._calls[api], "rejected": self._rejected[api]}
-                for api in DATASETS
+                for api in INTERFACES
             }
 
     def _admit(self, api: str) -> None:
@@ -163,12 +163,12 @@ class SimulatedProvider(Provider):
     def _reply(self, api: str, params: Mapping[str, Any], fields: Sequence[str]) -> Reply:
         """The market's rows, cut to the row cap (the newest rows, as they come first) and to
         the asked fields in the asked order; fields the interface lacks are left out."""
-        dataset = DATASETS[api]
+        d = dataset(api)
         if isinstance(fields, str):  # the HTTP protocol's form, "a,b,c"
             fields = fields.split(",")
-        names = [f.strip() for f in fields if f.strip()] or dataset.fields
-        names = [name for name in names if name in dataset.fields]
+        names = [f.strip() for f in fields if f.strip()] or d.fields
+        names = [name for name in names if name in d.fields]
         rows = self.market.rows(api, params)
-        has_more = len(rows) > dataset.row_cap
-        items = [[row[name] for name in names] for row in rows[: dataset.row_cap]]
+        has_more = len(rows) > d.row_cap
+        items = [[row[name] for name in names] for row in rows[: d.row_cap]]
         return Reply(fields=tuple(names), items=items, has_more=has_more)
