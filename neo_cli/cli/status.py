@@ -135,9 +135,7 @@ def render(data: dict[str, Any]) -> Group:
         if v["paused"]:
             notes.append(f"{api}: {v['paused']}")
         if v.get("vip_refused"):
-            notes.append(
-                f"{api}: one call per symbol; {api}_vip was refused ({v['vip_refused']})"
-            )
+            notes.append(f"{api}: one call per symbol; {api}_vip was refused ({v['vip_refused']})")
     parts += [Text(""), t]
 
     p = _table("Processes", "process", "state", "pid", "uptime", "restarts", "CPU %", "RSS MB")
