@@ -83,6 +83,10 @@ create table if not exists tables (api text primary key, rows integer not null, 
 create table if not exists batch_symbols (
     batch text not null, ts_code text not null, primary key (batch, ts_code)
 );
+create table if not exists quarantine (  -- rows set aside in DuckDB's _quarantine: covered
+    api text not null, ts_code text not null, day text not null, reason text not null
+);
+create index if not exists quarantine_api on quarantine (api, ts_code);
 create table if not exists flags (  -- what neo learned once and keeps (a refused interface)
     name text primary key, value text not null, updated real not null
 );
@@ -445,6 +449,16 @@ class Ledger:
             )
         }
 
+    def quarantined(self, api: str) -> dict[str, list[tuple[str, str]]]:
+        """{symbol: [(date, reason), …]} of `api`'s rows set aside as bad."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for code, day, reason in self._rows(
+            "select ts_code, day, reason from quarantine where api = ? order by ts_code, day",
+            (api,),
+        ):
+            out.setdefault(code, []).append((day, reason))
+        return out
+
     def refuse_vip(self, statement: str, message: str) -> bool:
         """The account may not call `statement`'s whole-market interface: remember it for
         good; True the first time."""
@@ -507,13 +521,20 @@ class Ledger:
         watermarks: Mapping[str, Mapping[str, str]],
         symbols: Iterable[tuple[str, str, str, str, str]] = (),
         table_rows: Mapping[str, int] | None = None,
+        set_aside: Mapping[str, Iterable[tuple[str, str, str]]] | None = None,
     ) -> None:
-        """After a DuckDB commit: mark units saved, record what their calls covered, and move
-        the catalog forward."""
+        """After a DuckDB commit: mark units saved, record what their calls covered (rows set
+        aside as bad included: asking again would bring the same rows), and move the catalog
+        forward."""
         unit_ids = list(unit_ids)
         with self._tx() as conn:
             self._advance(conn, watermarks, symbols, table_rows)  # first: _cover reads it
             self._cover(conn, unit_ids)
+            for api, rows in (set_aside or {}).items():
+                conn.executemany(
+                    "insert into quarantine (api, ts_code, day, reason) values (?, ?, ?, ?)",
+                    [(api, code, day, reason) for code, day, reason in rows],
+                )
             self._by_ids(
                 conn,
                 "update units set state = 'saved', error = null,"

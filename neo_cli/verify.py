@@ -30,6 +30,9 @@ class Report:
     symbols: int = 0
     holes: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     queued: list[str] = field(default_factory=list)  # symbols with a hole a unit will fill
+    # Rows the API sent that could not be saved (set aside in _quarantine): covered, since
+    # asking again brings the same rows, but listed so nobody mistakes them for data.
+    quarantined: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     @property
     def ranges(self) -> int:
@@ -43,6 +46,9 @@ class Report:
             "ranges": self.ranges,
             "holes": {code: [list(r) for r in rs] for code, rs in sorted(self.holes.items())},
             "queued": sorted(self.queued),
+            "quarantined": {
+                code: [list(r) for r in rs] for code, rs in sorted(self.quarantined.items())
+            },
         }
 
 
@@ -65,7 +71,11 @@ def verify(settings: Settings, request: Request, provider=None) -> list[Report]:
         calendar = TradingCalendar(provider.trading_days(fmt(EARLIEST), end))
         reports = []
         for api in request.task_type.datasets:
+            wanted = set(codes)
             report = Report(api, symbols=len(codes))
+            report.quarantined = {
+                c: rs for c, rs in ledger.quarantined(api).items() if c in wanted or not c
+            }
             covered = ledger.coverage(api)
             live = ledger.live_codes(api)
             for code in codes:

@@ -230,6 +230,8 @@ def test_quarantined_rows_still_complete_their_unit(saver, db, ledger, recorder)
     assert count(db, "daily") == 1 and count(db, "_quarantine") == 1
     assert ledger.get(u.id).state == "saved"
     assert recorder._counts[("daily", "quarantined")] == 1
+    # Covered (asking again brings the same bad row) and known to the ledger, for verify.
+    assert ledger.quarantined("daily") == {A: [("20241399", "bad date trade_date=20241399")]}
 
 
 # --------------------------------------------------------------------------- failures

@@ -230,6 +230,9 @@ def test_bad_rows_are_quarantined_and_the_good_ones_saved(db: Database) -> None:
         ),
     )
     assert (result.rows, result.quarantined) == (2, 8)
+    assert len(result.set_aside) == 8
+    assert (A, "abc", "bad date trade_date=abc") in result.set_aside
+    assert ("", "20240105", "missing ts_code") in result.set_aside
     assert closes(db) == {(A, "20240102"): 10.0, (B, "20240102"): 20.0}
     got = quarantined(db)
     assert [(api, reason, unit) for api, reason, _, unit in got] == [

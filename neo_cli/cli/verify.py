@@ -71,6 +71,12 @@ def verify(
     else:
         for r in reports:
             queued = f", {len(r.queued)} more on their way" if r.queued else ""
+            bad = sum(len(rs) for rs in r.quarantined.values())
+            if bad:
+                queued += (
+                    f"; {bad} bad row(s) of {len(r.quarantined)} symbol(s) set aside in "
+                    "_quarantine (covered: asking again brings the same rows)"
+                )
             if not r.holes:
                 out.print(f"{r.api}: complete ({r.symbols} symbols){queued}")
                 continue

@@ -210,13 +210,14 @@ class BatchSaver:
         unit_ids = [p.unit_id for parts in taken.values() for p in parts]
         symbols = [s for r in results.values() for s in r.symbols]
         marks = {api: r.watermarks for api, r in results.items() if r.watermarks}
+        set_aside = {api: r.set_aside for api, r in results.items() if r.set_aside}
         # The rows are committed: the ledger must say so, or the units stay "saving" until a
         # restart re-downloads them. Keep trying (the flusher waits meanwhile, so nothing
         # else is written past an unrecorded flush); give up only when stopping.
         attempt = 0
         while True:
             try:
-                self.ledger.record_flush(unit_ids, marks, symbols, self._table_rows)
+                self.ledger.record_flush(unit_ids, marks, symbols, self._table_rows, set_aside)
                 break
             except Exception as exc:  # noqa: BLE001
                 attempt += 1

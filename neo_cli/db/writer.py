@@ -37,6 +37,7 @@ class WriteResult:
     rows: int = 0  # rows written (new or replacing an older copy)
     replaced: int = 0  # of those, how many replaced a row already there
     quarantined: int = 0
+    set_aside: list[tuple[str, str, str]] = field(default_factory=list)  # (code, date, reason)
     watermarks: dict[str, str] = field(default_factory=dict)  # ts_code -> last date saved
     symbols: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
@@ -143,6 +144,12 @@ def write(conn: duckdb.DuckDBPyConnection, d: Dataset, parts: list[Part]) -> Wri
         "FROM _staged WHERE _reason <> ''",
         [d.api],
     ).fetchone()[0]
+    if result.quarantined:
+        day = f"coalesce(_payload->>'{d.date_field}', '')" if d.date_field else "''"
+        result.set_aside = conn.execute(
+            f"SELECT coalesce(_payload->>'ts_code', ''), {day}, _reason FROM _staged "
+            "WHERE _reason <> ''"
+        ).fetchall()
 
     keys = ", ".join(f'"{k}"' for k in d.keys)
     cols = ", ".join(f'"{n}"' for n in d.fields)
