@@ -15,7 +15,7 @@ from conftest import assert_saved_exactly
 from neo_cli.ledger import Ledger
 from neo_cli.metrics import MetricsStore
 from neo_cli.providers.market import Market
-from neo_cli.tasktypes import DATASETS, VIP
+from neo_cli.tasktypes import VIP
 
 pytestmark = pytest.mark.slow
 
