@@ -35,6 +35,7 @@ from neo_cli.ledger import Ledger
 from neo_cli.metrics import MetricsStore, Recorder
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline, SlowRuntime
+from neo_cli.recovery import LostDownloads
 from neo_cli.runstate import hold
 from neo_cli.tasktypes import DATASETS
 
@@ -89,9 +90,13 @@ def run_fast(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) 
         Throttle(pipeline, v["fast"]["max_save_backlog"], v["fast"]["min_free_memory_mb"]),
     )
     recorder.probes["paused"] = limiters.pauses
+    huey = pipeline.fast
+    lost = LostDownloads(pipeline, ledger, lambda: {t.id for t in list(huey._tasks_in_flight)})
+    lost.start()
     try:
-        return serve(pipeline.fast, v["fast"]["workers"], recorder, max_delay=0.25)
+        return serve(huey, v["fast"]["workers"], recorder, max_delay=0.25)
     finally:
+        lost.stop()
         provider.close()
         ledger.close()
 

@@ -9,11 +9,17 @@ Two kinds of loss:
   since the queues never held those units.
 
 Units of a live owner are never touched: they are being worked.
+
+And while the fast consumer runs, `LostDownloads` sweeps for download tasks the queue lost (a
+storage error after Huey took a task, say): a unit the ledger says is queued, in no queue and
+in no worker in two sweeps in a row, is enqueued again — within a minute, without a restart.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from neo_cli.ledger import Ledger, UnitRecord
@@ -61,13 +67,17 @@ def adopt_orphans(pipeline: Pipeline, ledger: Ledger) -> Recovered:
     return found
 
 
+def _unowned(pipeline: Pipeline, records: list[UnitRecord]) -> list[UnitRecord]:
+    # Read before the owner's lock is looked at: an owner takes its lock before it records a
+    # unit, so a unit read here whose owner's lock is free was not live.
+    return [r for r in records if r.owner is None or not owner_alive(pipeline.paths, r.owner)]
+
+
 def recover(pipeline: Pipeline, ledger: Ledger, fast: bool = True, slow: bool = True) -> Recovered:
     found = adopt_orphans(pipeline, ledger)
 
     def unowned(records: list[UnitRecord]) -> list[UnitRecord]:
-        # Read before the owner's lock is looked at: an owner takes its lock before it
-        # records a unit, so a unit read here whose owner's lock is free was not live.
-        return [r for r in records if r.owner is None or not owner_alive(pipeline.paths, r.owner)]
+        return _unowned(pipeline, records)
 
     if fast:
         # Ledger first, queue second: a unit the ledger shows was enqueued before it was
@@ -82,3 +92,62 @@ def recover(pipeline: Pipeline, ledger: Ledger, fast: bool = True, slow: bool = 
     if found.downloads or found.saves:
         log.warning("recovery: %s", found)
     return found
+
+
+SWEEP_SECONDS = 20.0  # a lost download is back after two sweeps: within a minute
+
+
+class LostDownloads:
+    """In the fast consumer: download tasks that the queue lost while it runs, found and
+    enqueued again. `in_flight()` names the task ids this consumer's workers hold.
+
+    A task is briefly in no place at all (between Huey's dequeue and its worker, between a
+    retry and its schedule entry), so one sighting is only a suspicion: a unit missing from
+    the queue and the workers in two sweeps `interval` apart is lost."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        ledger: Ledger,
+        in_flight: Callable[[], set[str]],
+        interval: float = SWEEP_SECONDS,
+    ):
+        self.pipeline, self.ledger, self.in_flight = pipeline, ledger, in_flight
+        self.interval = interval
+        self._suspects: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep(self) -> int:
+        """One look; returns the units enqueued again."""
+        before = self.in_flight()
+        live = _unowned(self.pipeline, self.ledger.live_units(("queued", "retrying")))
+        queued = self.pipeline.fast.storage.queued_ids()
+        held = before | self.in_flight()
+        missing = {r.unit.id: r for r in live if r.unit.id not in queued and r.unit.id not in held}
+        lost = [r for uid, r in missing.items() if uid in self._suspects]
+        self._suspects = set(missing) - {r.unit.id for r in lost}
+        if lost:
+            found = Recovered()
+            _requeue(self.pipeline, self.ledger, lost, found)
+            log.warning(
+                "recovery: %d download(s) the queue lost re-enqueued, while running", len(lost)
+            )
+        return len(lost)
+
+    def start(self) -> LostDownloads:
+        def loop() -> None:
+            while not self._stop.wait(self.interval):
+                try:
+                    self.sweep()
+                except Exception:  # noqa: BLE001 - the next sweep tries again
+                    log.exception("looking for lost downloads failed")
+
+        self._thread = threading.Thread(target=loop, name="lost-downloads", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,87 @@
+"""Work the queue lost while the consumers run comes back without a restart: the sweep over a
+real queue and ledger, then real consumers losing tasks out from under them."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+from conftest import Home, assert_rows_once
+
+from neo_cli.ledger import Ledger
+from neo_cli.pipeline import Pipeline
+from neo_cli.recovery import LostDownloads
+from neo_cli.units import Unit
+
+
+CODES = ["000001.SZ", "000002.SZ", "000004.SZ", "600000.SH"]
+
+
+def lose(home: Home, *unit_ids: str) -> int:
+    """What a storage error after a dequeue does: the task is gone from the queue."""
+    conn = sqlite3.connect(home.data / "queues" / "fast.db", timeout=30)
+    try:
+        marks = ",".join("?" * len(unit_ids))
+        with conn:
+            return sum(
+                conn.execute(f"delete from {table} where tid in ({marks})", unit_ids).rowcount
+                for table in ("task", "schedule")
+            )
+    finally:
+        conn.close()
+
+
+def test_a_unit_missing_twice_is_enqueued_again_one_held_by_a_worker_is_not(home) -> None:
+    pipeline = Pipeline(home.settings())
+    ledger = Ledger(pipeline.paths.ledger)
+    try:
+        units = [Unit("income", {"ts_code": c}, (c,), "b1") for c in ("000001.SZ", "000002.SZ")]
+        with ledger.adding("b1", "income", units):
+            pipeline.enqueue_units(units)
+        held: set[str] = set()
+        sweeper = LostDownloads(pipeline, ledger, lambda: held, interval=0.01)
+        assert sweeper.sweep() == 0  # nothing missing
+        assert lose(home, units[0].id, units[1].id) == 2
+        held.add(units[1].id)  # a worker has this one
+        assert sweeper.sweep() == 0  # missing once: in transit, maybe
+        assert sweeper.sweep() == 1  # missing twice: lost
+        assert pipeline.fast.storage.queued_ids() == {units[0].id}
+        assert sweeper.sweep() == 0  # back on the queue: not again
+        # A unit seen once, then found (it was between a dequeue and its worker), is cleared.
+        lose(home, units[0].id)
+        assert sweeper.sweep() == 0
+        pipeline.enqueue_units([units[0]])
+        assert sweeper.sweep() == 0 and sweeper.sweep() == 0
+        # Saved or dead units are nobody's business.
+        ledger.mark_empty(units[1])
+        held.clear()
+        assert sweeper.sweep() == 0 and sweeper.sweep() == 0
+    finally:
+        ledger.close()
+
+
+@pytest.mark.slow
+def test_tasks_lost_while_consumers_run_are_saved_within_a_minute(home) -> None:
+    # Two calls a minute: two symbols go at once, the other two wait in the queue.
+    home.configure(rate_limits={"income": 2})
+    home.run("start", check=True)
+    home.run("enqueue", "-t", "stock_basic", check=True)
+    home.wait_idle(timeout=60)
+    home.run("enqueue", "-t", "income", "--symbols", ",".join(CODES), check=True)
+    ledger = Ledger(home.data / "ledger.db")
+    try:
+        live = [r.unit.id for r in ledger.live_units() if r.unit.api == "income"]
+        assert len(live) == len(CODES)
+        lost_at = time.monotonic()
+        assert lose(home, *live) == 2
+        status = home.wait_idle(timeout=120)
+        took = time.monotonic() - lost_at
+    finally:
+        ledger.close()
+    assert status["running"] and status["units_in_progress"] == 0
+    log = (home.data / "logs" / "fast.log").read_text(encoding="utf-8")
+    assert "download(s) the queue lost re-enqueued, while running" in log
+    assert took < 100, took  # two sweeps, and the next slots a minute after the first
+    home.run("stop", check=True)
+    assert assert_rows_once(home, "income", CODES, 40) > 0
