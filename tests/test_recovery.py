@@ -14,7 +14,6 @@ from neo_cli.pipeline import Pipeline
 from neo_cli.recovery import LostDownloads
 from neo_cli.units import Unit
 
-
 CODES = ["000001.SZ", "000002.SZ", "000004.SZ", "600000.SH"]
 
 
