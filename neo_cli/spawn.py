@@ -7,11 +7,15 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from neo_cli.logs import rotate_output
+
 
 def spawn_module(module: str, args: list[str], output: Path, env: Mapping[str, str]):
     """`python -m module args…` detached: in a session of its own (no terminal signals reach
     it; neo signals it itself, and a SIGHUP restart of Huey's consumer cannot hit it), stdin
-    closed, stdout and stderr appended to `output`. Returns the Popen."""
+    closed, stdout and stderr appended to `output` (rotated first when it grew past the logs'
+    size). Returns the Popen."""
+    rotate_output(output)
     out = open(output, "ab")  # noqa: SIM115 - the child owns it from here
     try:
         return subprocess.Popen(

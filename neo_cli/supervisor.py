@@ -142,6 +142,7 @@ class Supervisor:
         self._pipeline: Pipeline | None = None
         self._ledger: Ledger | None = None
         self._metrics: MetricsStore | None = None
+        self._rotate_at = 0.0
 
     # -- processes -----------------------------------------------------------------------------
 
@@ -203,6 +204,10 @@ class Supervisor:
     def step(self) -> bool:
         """One pass over everything that may have happened; True when the state changed."""
         changed = False
+        if self.clock() >= self._rotate_at:  # captured output grows while its process runs
+            self._rotate_at = self.clock() + 30.0
+            for name in ("supervisor", *self.consumers):
+                logs.rotate_output(self.paths.logs / f"{name}.stderr")
         beats = self._heartbeats()
         for c in self.consumers.values():
             if c.state in ("starting", "running") and c._proc is not None:

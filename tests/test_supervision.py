@@ -228,3 +228,27 @@ def test_logs_show_each_process(home):
     sup = home.run("logs", "supervisor", "-n", "5")
     assert sup.returncode == 0 and "consumer ready" in sup.stdout
     assert len(sup.stdout.splitlines()) <= 5
+
+
+def test_captured_output_rotates_in_place_and_the_writer_goes_on(tmp_path) -> None:
+    from neo_cli.logs import rotate_output
+
+    path = tmp_path / "fast.stderr"
+    writer = open(path, "ab")  # as a consumer's stderr is opened: for appending
+    try:
+        writer.write(b"x" * 100)
+        writer.flush()
+        assert rotate_output(path, max_bytes=1000) is False
+        for n in range(7):
+            writer.write(bytes([65 + n]) * 2000)
+            writer.flush()
+            assert rotate_output(path, max_bytes=1000, keep=3) is True
+        writer.write(b"after")
+        writer.flush()
+        assert path.read_bytes() == b"after"  # written at the new end, not past a hole
+        kept = sorted(p.name for p in tmp_path.iterdir())
+        assert kept == ["fast.stderr", "fast.stderr.1", "fast.stderr.2", "fast.stderr.3"]
+        assert path.with_name("fast.stderr.1").read_bytes() == b"G" * 2000  # the newest
+        assert path.with_name("fast.stderr.3").read_bytes() == b"E" * 2000
+    finally:
+        writer.close()
