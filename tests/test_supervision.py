@@ -234,7 +234,7 @@ def test_captured_output_rotates_in_place_and_the_writer_goes_on(tmp_path) -> No
     from neo_cli.logs import rotate_output
 
     path = tmp_path / "fast.stderr"
-    writer = open(path, "ab")  # as a consumer's stderr is opened: for appending
+    writer = open(path, "ab")  # noqa: SIM115 - as a consumer's stderr is: for appending
     try:
         writer.write(b"x" * 100)
         writer.flush()
