@@ -103,6 +103,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "idle_flush": Key(2.0, float, 0.01, 86_400),
         "memory_limit": Key("512MB"),
     },
+    "ledger": {
+        # Saved units are forgotten after this many days (their coverage, the catalog and
+        # dead letters stay): the ledger does not grow with every daily run.
+        "keep_days": Key(30, int, 1, 36_500),
+    },
     "retry": {
         "max_attempts": Key(6, int, 1, 100),
         "base_delay": Key(2.0, float, 0, 3600),

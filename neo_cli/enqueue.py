@@ -84,6 +84,7 @@ def _enqueue(settings, request, pipeline, ledger, provider, wait, on_wait, sleep
     # Units an inline run that died was working are in no queue: hand them to the queues
     # first, so the plan does not count them as on their way when nothing would come.
     adopt_orphans(pipeline, ledger)
+    ledger.prune(settings.values["ledger"]["keep_days"])
     batch = new_batch_id()
     plan = plan_for(settings, request, ledger, provider, batch)
     limit = settings.values["queue"]["max_pending"]

@@ -625,6 +625,27 @@ class Ledger:
         )
         return head[0][0], head[0][1], counts
 
+    def prune(self, keep_days: int) -> int:
+        """Forget units that finished (saved, split, replaced) more than `keep_days` ago, and
+        batches left with no unit. What they covered stays in `coverage`; dead letters stay
+        until the user deals with them. Returns the units forgotten."""
+        before = self.clock() - keep_days * 86_400
+        with self._tx() as conn:
+            gone = conn.execute(
+                "delete from units where state in ('saved', 'split', 'replaced') and updated < ?",
+                (before,),
+            ).rowcount
+            if gone:
+                conn.execute(
+                    "delete from batches where created < ? and not exists"
+                    " (select 1 from units u where u.batch = batches.id)",
+                    (before,),
+                )
+                conn.execute(
+                    "delete from batch_symbols where batch not in (select id from batches)"
+                )
+        return gone
+
     def state_counts(self) -> dict[str, dict[str, int]]:
         """{api: {state: count}} over every unit recorded."""
         out: dict[str, dict[str, int]] = {}

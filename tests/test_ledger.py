@@ -382,3 +382,35 @@ def test_the_ledger_is_durable_across_connections(tmp_path: Path, clock: FakeClo
         assert second.watermarks("daily") == {A: "20240102"}
     finally:
         second.close()
+
+
+def test_prune_forgets_finished_units_but_keeps_coverage_and_dead_letters(tmp_path) -> None:
+    now = [1_796_000_000.0]
+    ledger = Ledger(tmp_path / "ledger.db", clock=lambda: now[0])
+    try:
+        params = {"ts_code": A, "start_date": "20240101", "end_date": "20240131"}
+        saved, dead, live = (
+            Unit("daily", dict(params), (A,), "old"),
+            Unit(
+                "daily", {**params, "start_date": "20240201", "end_date": "20240229"}, (A,), "old"
+            ),
+            Unit("income", {**params}, (A,), "old"),
+        )
+        with ledger.adding("old", "daily", [saved, dead, live], universe=[A]):
+            pass
+        ledger.mark_empty(saved)
+        ledger.mark_dead(dead, "bad", "permanent")
+        now[0] += 29 * 86_400
+        assert ledger.prune(30) == 0  # not old enough
+        now[0] += 2 * 86_400
+        assert ledger.prune(30) == 1
+        assert ledger.get(saved.id) is None
+        assert ledger.get(dead.id).state == "dead" and ledger.get(live.id).state == "queued"
+        assert ledger.coverage("daily") == {A: [("20240101", "20240131")]}
+        assert ledger.universe("old") == {A}  # the batch still has units
+        ledger.mark_empty(live)
+        now[0] += 31 * 86_400
+        assert ledger.prune(30) == 1
+        assert ledger.universe("old") == {A}  # the dead letter's batch stays with it
+    finally:
+        ledger.close()

@@ -1,0 +1,202 @@
+"""Figures for "complete data for the fewest calls": the planner against a 5,000-symbol market
+(calls per interface next to the row-cap minimum, for a full history and a one-day update), and
+the ledger after a year of daily runs (its size and `neo status` latency, with and without
+`[ledger] keep_days`).
+
+    .venv/bin/python bench/completeness.py [--symbols 5000] [--days 250]
+
+Prints JSON; `bench/run.py` puts the same figures in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from neo_cli.dates import fmt
+from neo_cli.ledger import Ledger
+from neo_cli.planner import LIST_STATUSES, PlanOptions, Request, make_plan
+from neo_cli.providers.market import Market
+from neo_cli.tasktypes import STATEMENTS, VIP_OF, task_type
+from neo_cli.units import Unit
+
+END = date(2026, 11, 20)  # the simulated market's "today" in the tests
+
+
+def _catalog(ledger: Ledger, market: Market) -> None:
+    rows = []
+    for code in market.ts_codes():
+        b = market.stock(code)
+        rows.append((code, b["name"], b["list_status"], b["list_date"], b["delist_date"]))
+    ledger.record_flush([], {}, rows)
+
+
+def _rows(market: Market, api: str) -> int:
+    if api in STATEMENTS:
+        return len(market.rows(VIP_OF[api], {}))
+    return sum(len(market.rows(api, {"ts_code": code})) for code in market.ts_codes())
+
+
+def _saved(ledger: Ledger, units: list[Unit], batch: str, universe: list[str]) -> None:
+    """Record `units` as enqueued and saved, as the consumers would (coverage included)."""
+    for i in range(0, len(units), 5000):
+        chunk = units[i : i + 5000]
+        with ledger.adding(batch, "bench", chunk, universe if i == 0 else ()):
+            pass
+        ledger.record_flush([u.id for u in chunk], {})
+
+
+def planner_figures(symbols: int = 5000) -> dict:
+    """Calls the planner asks for, per interface, next to rows ÷ row cap."""
+    market = Market(20240101, symbols, END)
+    days = market.trade_dates()
+    out: dict = {"symbols": len(market.ts_codes()), "statuses": {}, "apis": {}}
+    for status in LIST_STATUSES:
+        out["statuses"][status] = len(market.ts_codes(status))
+    with tempfile.TemporaryDirectory(prefix="neo-plan-") as tmp:
+        ledger = Ledger(Path(tmp) / "ledger.db", clock=lambda: time.time())
+        try:
+            _catalog(ledger, market)
+            for api in ("daily", "adj_factor", *STATEMENTS):
+                options = PlanOptions()
+                cap = options.cap(VIP_OF.get(api, api))
+                t = time.perf_counter()
+                full = make_plan(
+                    Request(task_type(api), end=END - timedelta(days=1)),
+                    ledger,
+                    END,
+                    "full",
+                    market.trade_dates,
+                    options,
+                )
+                plan_s = time.perf_counter() - t
+                rows = _rows(market, api)
+                chosen = full.choices[api][0]
+                # Everything through the day before saved; then a one-day update.
+                _saved(ledger, full.units, "full", full.universe)
+                update = make_plan(
+                    Request(task_type(api), end=END), ledger, END, "upd", market.trade_dates
+                )
+                upd = update.choices.get(api, [])
+                out["apis"][api] = {
+                    "rows": rows,
+                    "row_cap": cap,
+                    "minimum": math.ceil(rows / cap),
+                    "full_history": chosen.calls,
+                    "strategy": chosen.name,
+                    "ratio": round(chosen.calls / math.ceil(rows / cap), 3),
+                    "others": {s.name: s.calls for s in full.choices[api][1:]},
+                    "one_day_update": upd[0].calls if upd else 0,
+                    "one_day_strategy": upd[0].name if upd else "",
+                    "plan_seconds": round(plan_s, 2),
+                }
+        finally:
+            ledger.close()
+    out["trading_days"] = len(days)
+    return out
+
+
+def _status_seconds(home: Path, runs: int = 5) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "neo_cli",
+                "status",
+                "--json",
+                "--config",
+                str(home / "neo.toml"),
+            ],
+            capture_output=True,
+            cwd=home,
+            check=False,
+        )
+        times.append(time.perf_counter() - t)
+    return round(sorted(times)[runs // 2], 3)
+
+
+def ledger_year(symbols: int = 5000, days: int = 250, keep_days: int | None = 30) -> dict:
+    """A year of daily runs recorded in a ledger: each trading day one whole-market `daily`
+    and `adj_factor` unit and one unit per symbol for each of the three statements (the
+    account without `*_vip`: the most units), all saved; pruned as `neo enqueue` prunes."""
+    codes = [f"{n:06d}.SZ" for n in range(1, symbols + 1)]
+    day = datetime(2025, 11, 20, 18, 30)
+    with tempfile.TemporaryDirectory(prefix="neo-ledger-") as tmp:
+        home = Path(tmp)
+        data = home / "data"
+        data.mkdir()
+        (home / "neo.toml").write_text(
+            f'[paths]\ndata_dir = "{data}"\n[ledger]\nkeep_days = {keep_days or 36500}\n'
+        )
+        now = [day.timestamp()]
+        ledger = Ledger(data / "ledger.db", clock=lambda: now[0])
+        t0 = time.perf_counter()
+        units_total = 0
+        try:
+            ledger.record_flush([], {}, [(c, "x", "L", "20000104", None) for c in codes])
+            done = 0
+            while done < days:
+                day += timedelta(days=1)
+                if day.weekday() >= 5:
+                    continue
+                done += 1
+                now[0] = day.timestamp()
+                d = fmt(day.date())
+                batch = f"b{done}"
+                units = [
+                    Unit(api, {"trade_date": d}, ("*",), batch) for api in ("daily", "adj_factor")
+                ]
+                units += [
+                    Unit(api, {"ts_code": c, "start_date": d, "end_date": d}, (c,), batch)
+                    for api in STATEMENTS
+                    for c in codes
+                ]
+                _saved(ledger, units, batch, codes)
+                units_total += len(units)
+                if keep_days:
+                    ledger.prune(keep_days)
+            kept = sum(sum(s.values()) for s in ledger.state_counts().values())
+        finally:
+            ledger.close()
+        build_s = time.perf_counter() - t0
+        size = sum(p.stat().st_size for p in data.glob("ledger.db*"))
+        status_s = _status_seconds(home)
+    return {
+        "keep_days": keep_days,
+        "days": days,
+        "units_recorded": units_total,
+        "units_kept": kept,
+        "ledger_mb": round(size / 2**20, 1),
+        "status_s_median": status_s,
+        "build_s": round(build_s, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--symbols", type=int, default=5000)
+    parser.add_argument("--days", type=int, default=250)
+    parser.add_argument("--only", choices=("planner", "ledger"), default=None)
+    args = parser.parse_args()
+    out = {}
+    if args.only in (None, "planner"):
+        out["planner"] = planner_figures(args.symbols)
+        print(json.dumps(out["planner"], indent=1), flush=True)
+    if args.only in (None, "ledger"):
+        out["ledger"] = [ledger_year(args.symbols, args.days, k) for k in (30, None)]
+        print(json.dumps(out["ledger"], indent=1), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
