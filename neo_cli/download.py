@@ -38,6 +38,7 @@ from neo_cli.units import Unit
 log = logging.getLogger("neo.download")
 
 MAX_PAGES = 100  # a unit needing more has a planning bug; stop rather than loop
+_cut_below: set[tuple[str, int]] = set()  # (interface, rows) replies cut below [row_caps]
 
 
 def check(api: str, reply: Reply, asked: tuple[str, ...]) -> None:
@@ -84,7 +85,8 @@ def fetch(
             break
         if not reply.items:
             raise TransientError("malformed reply: has_more without rows", unit.api)
-        if len(reply.items) < cap:
+        if len(reply.items) < cap and (unit.api, len(reply.items)) not in _cut_below:
+            _cut_below.add((unit.api, len(reply.items)))  # said once per process and size
             log.warning(
                 "%s: the API cut a reply at %d rows (has_more), below [row_caps] %s = %d; "
                 "lower it so plans fit the real cap",
