@@ -263,7 +263,7 @@ def make_plan(
             priority=request.priority,
             cap=cap,
         )
-        priced = [per_symbol(api, tails, batch, request.priority, cap)]
+        priced = [per_symbol(api, tails, batch, request.priority, cap, calendar)]
         if options.multi_symbol and api in MULTI_SYMBOL:
             priced.append(
                 multi_symbol(

@@ -31,7 +31,7 @@ from neo_cli.units import Unit
 
 MULTI_SYMBOL = ("daily",)
 WHOLE_MARKET = ("daily", "adj_factor")
-FILL = 0.9  # plan calls to 90% of the row cap: suspensions make estimates a little high anyway
+FILL = 0.9  # without a calendar, plan calls to 90% of the row cap: day counts are estimates
 ALL = "*"  # the codes of a whole-market unit
 
 
@@ -79,6 +79,32 @@ def span_days(api: str, cap: int | None = None) -> int:
     return int((cap or d.row_cap) * FILL / 0.70)
 
 
+def cut(
+    api: str, start: str, end: str, calendar: TradingCalendar | None, cap: int | None = None
+) -> list[tuple[str, str]]:
+    """start..end in ranges one call each returns whole. With the calendar known, a bar or
+    factor interface has at most one row a trading day, so a range may hold cap - 1 trading
+    days (a reply never reaches the cap, which would cost a page); without it, calendar days
+    at FILL of the cap."""
+    d = dataset(api)
+    if d.date_field != "trade_date" or calendar is None or not calendar.known:
+        return split(start, end, span_days(api, cap))
+    days = calendar.between(start, end)
+    per_call = (cap or d.row_cap) - 1
+    out, lo = [], start
+    for i in range(per_call, len(days), per_call):
+        out.append((lo, plus(days[i], -1)))
+        lo = days[i]
+    out.append((lo, end))
+    return out
+
+
+def _per_call(api: str, calendar: TradingCalendar, cap: int | None) -> float:
+    """Rows a packed call may be planned to hold (see `cut`)."""
+    full = cap or dataset(api).row_cap
+    return full - 1 if calendar.known else full * FILL
+
+
 def split(start: str, end: str, days: int) -> list[tuple[str, str]]:
     lo, hi = parse(start), parse(end)
     out = []
@@ -103,12 +129,17 @@ def _unit(api: str, codes: list[str], start: str, end: str, batch: str, priority
 
 
 def per_symbol(
-    api: str, ranges: Ranges, batch: str, priority: int, cap: int | None = None
+    api: str,
+    ranges: Ranges,
+    batch: str,
+    priority: int,
+    cap: int | None = None,
+    calendar: TradingCalendar | None = None,
 ) -> Strategy:
     units = [
         _unit(api, [code], lo, hi, batch, priority)
         for code, (start, end) in ranges.items()
-        for lo, hi in split(start, end, span_days(api, cap))
+        for lo, hi in cut(api, start, end, calendar, cap)
     ]
     return Strategy("per-symbol", units, "one call per symbol and range")
 
@@ -122,7 +153,7 @@ def _pack(
     priority: int,
     row_cap: int | None = None,
 ) -> list[Unit]:
-    cap = (row_cap or dataset(api).row_cap) * FILL
+    cap = _per_call(api, calendar, row_cap)
     units = []
     for (start, end), codes in sorted(groups.items()):
         days = calendar.count(start, end)
@@ -131,7 +162,7 @@ def _pack(
             for code in codes:
                 units += [
                     _unit(api, [code], lo, hi, batch, priority)
-                    for lo, hi in split(start, end, span_days(api, row_cap))
+                    for lo, hi in cut(api, start, end, calendar, row_cap)
                 ]
             continue
         for i in range(0, len(codes), per_call):
@@ -187,37 +218,37 @@ def whole_market(
     # Whole-market from the earliest start covers everyone with no straggler; a later cut
     # trades market days for per-symbol calls on the older gaps.
     best = (calendar.count(starts[0], end), starts[0])
-    span = span_days(api, cap)
+    span = int(_per_call(api, calendar, cap) / 0.70)  # calendar days a call covers, about
     # Ordinals, sorted by start: this loop runs once per distinct start over every symbol.
     spans = sorted((parse(s).toordinal(), parse(e).toordinal()) for s, e in ranges.values())
-    for cut in reversed(starts[1:]):
-        days = calendar.count(cut, end)
+    for at in reversed(starts[1:]):
+        days = calendar.count(at, end)
         if days >= min(n, best[0]):
             break  # earlier cuts only add days
-        top = parse(cut).toordinal() - 1
+        top = parse(at).toordinal() - 1
         cost = days
         for lo, hi in spans:
             if lo > top or cost >= best[0]:
                 break
             cost += -(-(min(hi, top) - lo + 1) // span)  # pieces(), on ordinals
         if cost < best[0]:
-            best = (cost, cut)
-    cut = best[1]
+            best = (cost, at)
+    at = best[1]
     units = [
         Unit(api, {"trade_date": day}, (ALL,), batch, priority)
-        for day in calendar.between(cut, end)
+        for day in calendar.between(at, end)
     ]
     stragglers = 0
     for code, (s, e) in ranges.items():
-        if s < cut:
+        if s < at:
             stragglers += 1
             units += [
                 _unit(api, [code], lo, hi, batch, priority)
-                for lo, hi in split(s, min(e, plus(cut, -1)), span_days(api, cap))
+                for lo, hi in cut(api, s, min(e, plus(at, -1)), calendar, cap)
             ]
-    days = calendar.count(cut, end)
+    days = calendar.count(at, end)
     return Strategy(
-        "whole-market", units, f"{days} trading day(s) from {cut}, plus {stragglers} straggler(s)"
+        "whole-market", units, f"{days} trading day(s) from {at}, plus {stragglers} straggler(s)"
     )
 
 
@@ -246,7 +277,7 @@ def fill_gaps(
             [
                 _unit(api, [code], lo, hi, batch, priority)
                 for code, start, end in gaps
-                for lo, hi in split(start, end, span_days(api, cap))
+                for lo, hi in cut(api, start, end, calendar, cap)
             ],
         )
     ]

@@ -285,3 +285,17 @@ def test_row_caps_size_the_calls():
     assert smaller.calls >= 3 * default.calls - 3
     for u in smaller.units:
         assert CAL.count(u.params["start_date"], u.params["end_date"]) <= 2000
+
+
+def test_with_a_calendar_calls_hold_up_to_a_row_under_the_cap():
+    from neo_cli.strategies import cut
+
+    pieces = cut("daily", "19910101", END, CAL, 6000)
+    days = [CAL.count(lo, hi) for lo, hi in pieces]
+    assert days[:-1] == [5999] * (len(days) - 1) and 0 < days[-1] <= 5999  # never at the cap
+    assert pieces[0][0] == "19910101" and pieces[-1][1] == END
+    assert all(plus(a[1], 1) == b[0] for a, b in zip(pieces, pieces[1:], strict=False))
+    # 22 years of weekdays fit one call by the calendar; the estimate needs two.
+    assert len(cut("daily", "20040101", END, CAL, 6000)) == 1
+    assert len(cut("daily", "20040101", END, TradingCalendar(None), 6000)) == 2
+    assert cut("income", "19900101", END, CAL, 5000) == [("19900101", END)]
