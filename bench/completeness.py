@@ -182,19 +182,89 @@ def ledger_year(symbols: int = 5000, days: int = 250, keep_days: int | None = 30
     }
 
 
+BEGIN, END_MARK = "<!-- completeness: bench/completeness.py -->", "<!-- /completeness -->"
+
+
+def markdown(planner: dict | None, ledgers: list[dict] | None, where: str) -> str:
+    """The BENCHMARKS.md section for these figures."""
+    lines = [BEGIN, "## Complete data for the fewest calls: the planner at full-market scale", ""]
+    lines.append(f"Measured {where}, by `bench/completeness.py`.")
+    if planner:
+        st = planner["statuses"]
+        lines += [
+            "",
+            f"The planner (`make_plan`, no consumers) against the simulated market of "
+            f"{planner['symbols']:,} symbols — {st['L']:,} listed, {st['D']} delisted, "
+            f"{st['P']} paused — each over its own listing span: a full history through "
+            "the day before, then, with that saved, a one-day update. Rows are the market's; "
+            "the minimum is rows ÷ row cap.",
+            "",
+            "| interface | rows | row cap | minimum calls | full history | ratio | strategy "
+            "| one-day update | other strategies (full history) |",
+            "|---|---:|---:|---:|---:|---:|---|---:|---|",
+        ]
+        for api, f in planner["apis"].items():
+            others = ", ".join(f"{k} {v:,}" for k, v in f["others"].items())
+            lines.append(
+                f"| {api} | {f['rows']:,} | {f['row_cap']:,} | {f['minimum']:,} | "
+                f"{f['full_history']:,} | {f['ratio']:.2f}× | {f['strategy']} | "
+                f"{f['one_day_update']} ({f['one_day_strategy']}) | {others} |"
+            )
+    if ledgers:
+        lines += [
+            "",
+            "The ledger after a year of daily runs: 250 trading days, each a whole-market "
+            "`daily` and `adj_factor` update and one unit per symbol for each statement "
+            "(5,000 symbols, an account without `*_vip`: the most units), all saved. "
+            "`neo status --json` timed as a whole process (median of 5).",
+            "",
+            "| `[ledger] keep_days` | units recorded | units kept | ledger size | `neo status` |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for f in ledgers:
+            keep = f["keep_days"] or "never pruned"
+            lines.append(
+                f"| {keep} | {f['units_recorded']:,} | {f['units_kept']:,} | "
+                f"{f['ledger_mb']:,} MB | {f['status_s_median']:.2f} s |"
+            )
+    lines += ["", END_MARK, ""]
+    return "\n".join(lines)
+
+
+def merge_section(path: Path, section: str) -> None:
+    """Put `section` into `path`, replacing an older one."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    if BEGIN in text and END_MARK in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END_MARK, 1)[1].lstrip("\n")
+        text = head + section + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--symbols", type=int, default=5000)
     parser.add_argument("--days", type=int, default=250)
     parser.add_argument("--only", choices=("planner", "ledger"), default=None)
+    parser.add_argument("--write", type=Path, help="put the section into this BENCHMARKS.md")
     args = parser.parse_args()
-    out = {}
+    out: dict = {}
     if args.only in (None, "planner"):
         out["planner"] = planner_figures(args.symbols)
         print(json.dumps(out["planner"], indent=1), flush=True)
     if args.only in (None, "ledger"):
         out["ledger"] = [ledger_year(args.symbols, args.days, k) for k in (30, None)]
         print(json.dumps(out["ledger"], indent=1), flush=True)
+    if args.write:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from run import machine
+
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        where = f"{when} on {machine()}"
+        merge_section(args.write, markdown(out.get("planner"), out.get("ledger"), where))
+        print(f"wrote {args.write}")
     return 0
 
 

@@ -614,6 +614,15 @@ def main() -> int:
     rate = rate_benchmark(args.seconds, args.symbols)
     print(json.dumps(rate, indent=1))
     args.output.write_text(report(rate, savers, status, plans, shared, costs))
+    # Complete data for the fewest calls: the planner at 5,000 symbols, the ledger after a year.
+    import completeness
+
+    planner = completeness.planner_figures(5000)
+    ledgers = [completeness.ledger_year(5000, 250, k) for k in (30, None)]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    completeness.merge_section(
+        args.output, completeness.markdown(planner, ledgers, f"{when} on {machine()}")
+    )
     print(f"wrote {args.output}")
     return 0
 

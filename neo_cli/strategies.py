@@ -235,8 +235,7 @@ def whole_market(
             best = (cost, at)
     at = best[1]
     units = [
-        Unit(api, {"trade_date": day}, (ALL,), batch, priority)
-        for day in calendar.between(at, end)
+        Unit(api, {"trade_date": day}, (ALL,), batch, priority) for day in calendar.between(at, end)
     ]
     stragglers = 0
     for code, (s, e) in ranges.items():

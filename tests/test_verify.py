@@ -4,6 +4,7 @@ on the simulated provider."""
 from __future__ import annotations
 
 import json
+import re
 
 from conftest import END_DATE, Home
 
@@ -98,3 +99,18 @@ def test_bad_input_is_one_line(home: Home) -> None:
         result = home.cli("verify", *args)
         assert result.exit_code == 2, (args, result.output)
         assert text in result.output and result.output.count("\n") == 1, result.output
+
+
+def test_dry_run_prices_whole_market_statements_and_counts_their_pages(home: Home) -> None:
+    filled(home)
+    result = home.cli("enqueue", "-t", "income", "--end-date", END_DATE, "--dry-run")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].startswith("income: 1 call(s) with whole-market (income_vip: every company")
+    assert lines[2].split() == ["whole-market", "1", "calls", "0s", "<-", "chosen"]
+    assert lines[3].split()[:2] == ["per-symbol", "20"]
+    assert lines[-1].startswith("total 1 call(s) in 1 task(s);")
+    listed = home.cli("enqueue", "-t", "income", "--listed-only", "--dry-run")
+    # Today's listed symbols only: the whole-market reply is kept to them.
+    assert listed.output.startswith("dry run: income for 18 symbol(s)")
+    assert re.search(r"per-symbol +18 calls", listed.output)

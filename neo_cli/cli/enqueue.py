@@ -19,6 +19,7 @@ from neo_cli.cli.app import (
 from neo_cli.dates import parse
 from neo_cli.errors import InputError
 from neo_cli.planner import Request, requested_symbols
+from neo_cli.tasktypes import table_of
 from neo_cli.tasktypes import task_type as resolve_task_type
 
 
@@ -145,7 +146,9 @@ def show_plan(kind: str, plan, limits: dict[str, int]) -> None:
     out.print(f"dry run: {kind} for {plan.symbols or 'the whole'} symbol(s); nothing enqueued")
     seconds = {}  # per interface, at its limit
     for api, priced in plan.choices.items():
-        chosen, limit = priced[0], limits[api]
+        chosen = priced[0]
+        # The interface the chosen units call (income_vip for whole-market statements).
+        limit = limits[chosen.units[0].api] if chosen.units else limits[api]
         seconds[api] = chosen.calls / limit * 60
         out.print(
             f"{api}: {chosen.calls:,} call(s) with {chosen.name} ({chosen.note}), "
@@ -153,17 +156,21 @@ def show_plan(kind: str, plan, limits: dict[str, int]) -> None:
         )
         for strategy in priced:
             mark = "  <- chosen" if strategy is chosen else ""
+            own = limits[strategy.units[0].api] if strategy.units else limit
             out.print(
                 f"    {strategy.name:<13} {strategy.calls:>8,} calls  "
-                f"{_duration(strategy.calls / limit * 60):>7}{mark}"
+                f"{_duration(strategy.calls / own * 60):>7}{mark}"
             )
-    for api in sorted({u.api for u in plan.units} - set(plan.choices)):  # stock_basic
+    calls = sum(priced[0].calls for priced in plan.choices.values())
+    # stock_basic has no strategies to weigh: one call per listing status.
+    for api in sorted({u.api for u in plan.units if table_of(u.api) not in plan.choices}):
         n = sum(u.api == api for u in plan.units)
+        calls += n
         seconds[api] = n / limits[api] * 60
         out.print(f"{api}: {n} call(s), about {_duration(seconds[api])} at {limits[api]}/min")
     out.print(f"skipped {plan.queued} already queued, {plan.current} up to date")
     longest = max(seconds.values(), default=0.0)
     out.print(
-        f"total {len(plan.units):,} call(s); about {_duration(longest)} with every "
-        "interface at its limit (they run side by side)"
+        f"total {calls:,} call(s) in {len(plan.units):,} task(s); about {_duration(longest)} "
+        "with every interface at its limit (they run side by side)"
     )
