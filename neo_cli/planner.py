@@ -262,12 +262,20 @@ def make_plan(
             batch=batch,
             priority=request.priority,
             cap=cap,
+            spans=listed,
         )
         priced = [per_symbol(api, tails, batch, request.priority, cap, calendar)]
         if options.multi_symbol and api in MULTI_SYMBOL:
             priced.append(
                 multi_symbol(
-                    api, tails, calendar, options.max_codes_per_call, batch, request.priority, cap
+                    api,
+                    tails,
+                    calendar,
+                    options.max_codes_per_call,
+                    batch,
+                    request.priority,
+                    cap,
+                    listed,
                 )
             )
         if market:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -152,21 +153,36 @@ def _pack(
     batch: str,
     priority: int,
     row_cap: int | None = None,
+    spans: Mapping[str, tuple[str, str]] | None = None,
 ) -> list[Unit]:
+    """Codes sharing a range, packed into calls that stay under the cap. A code's rows are
+    the trading days of the range within its listing span (`spans`: list and delist dates),
+    so a code listed late in a year, or delisted early, leaves room for others."""
     cap = _per_call(api, calendar, row_cap)
+    spans = spans or {}
     units = []
     for (start, end), codes in sorted(groups.items()):
         days = calendar.count(start, end)
-        per_call = min(max_codes, int(cap // max(days, 1)))
-        if per_call < 2:  # one symbol's range alone fills a call: cut it per symbol
+        if days * 2 > cap:  # one symbol's range alone fills most of a call: cut it per symbol
             for code in codes:
                 units += [
                     _unit(api, [code], lo, hi, batch, priority)
                     for lo, hi in cut(api, start, end, calendar, row_cap)
                 ]
             continue
-        for i in range(0, len(codes), per_call):
-            units.append(_unit(api, codes[i : i + per_call], start, end, batch, priority))
+        call: list[str] = []
+        rows = 0
+        for code in codes:
+            first, last = spans.get(code, ("", ""))
+            lo, hi = max(start, first or start), min(end, last or end)
+            mine = calendar.count(lo, hi) if lo <= hi else 0
+            if call and (rows + mine > cap or len(call) >= max_codes):
+                units.append(_unit(api, call, start, end, batch, priority))
+                call, rows = [], 0
+            call.append(code)
+            rows += mine
+        if call:
+            units.append(_unit(api, call, start, end, batch, priority))
     return units
 
 
@@ -178,13 +194,14 @@ def multi_symbol(
     batch: str,
     priority: int,
     cap: int | None = None,
+    spans: Mapping[str, tuple[str, str]] | None = None,
 ) -> Strategy:
     """Pack codes into calls: grouped by identical range, or by calendar year, whichever
-    needs fewer calls."""
+    needs fewer calls. `spans`: each code's listing span, for how many rows it can have."""
     exact: dict[tuple[str, str], list[str]] = {}
     for code, rng in ranges.items():
         exact.setdefault(rng, []).append(code)
-    by_exact = _pack(api, exact, calendar, max_codes, batch, priority, cap)
+    by_exact = _pack(api, exact, calendar, max_codes, batch, priority, cap, spans)
 
     yearly: dict[tuple[str, str], list[str]] = {}
     for code, (start, end) in ranges.items():
@@ -194,7 +211,7 @@ def multi_symbol(
             # share a range; the part before a symbol's start only repeats saved rows.
             window = (f"{year}0101" if lo > f"{year}0101" else lo, min(f"{year}1231", end))
             yearly.setdefault(window, []).append(code)
-    by_year = _pack(api, yearly, calendar, max_codes, batch, priority, cap)
+    by_year = _pack(api, yearly, calendar, max_codes, batch, priority, cap, spans)
     if len(by_year) < len(by_exact):
         return Strategy("multi-symbol", by_year, f"up to {max_codes} codes a call, by year")
     return Strategy("multi-symbol", by_exact, f"up to {max_codes} codes a call")
@@ -265,6 +282,7 @@ def fill_gaps(
     batch: str,
     priority: int,
     cap: int | None = None,
+    spans: Mapping[str, tuple[str, str]] | None = None,
 ) -> Strategy:
     """Units for the older holes of symbols (a range whose calls failed, say): the cheapest of
     one call per symbol and hole; codes sharing a hole packed in one call (`multi`); or one

@@ -299,3 +299,15 @@ def test_with_a_calendar_calls_hold_up_to_a_row_under_the_cap():
     assert len(cut("daily", "20040101", END, CAL, 6000)) == 1
     assert len(cut("daily", "20040101", END, TradingCalendar(None), 6000)) == 2
     assert cut("income", "19900101", END, CAL, 5000) == [("19900101", END)]
+
+
+def test_codes_listed_late_in_a_year_leave_room_for_more_in_the_call():
+    ranges = {c: ("20260101", END) for c in CODES}
+    blind = multi_symbol("daily", ranges, CAL, 100, "b", 0, 6000)
+    late = {c: ("20261101", "") for c in CODES}  # listed in November: 15 bars each at most
+    spans = multi_symbol("daily", ranges, CAL, 100, "b", 0, 6000, late)
+    assert blind.calls == 12  # 233 weekdays a code: 25 codes a call
+    assert spans.calls == 3  # 100 codes a call: max_codes, not rows, is the limit now
+    check_covers(spans.units, {c: ("20261101", END) for c in CODES})
+    for u in spans.units:  # what the server can return stays under the cap
+        assert CAL.count("20261101", END) * len(u.codes) < 6000
