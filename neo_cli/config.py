@@ -95,6 +95,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "call_timeout": Key(30.0, float, 0.1, 3600),
         "max_save_backlog": Key(2000, int, 1, 10_000_000),
         "min_free_memory_mb": Key(256, int, 0, 1_000_000),
+        # How often the fast consumer looks for downloads the queue lost; one missing in two
+        # looks in a row is enqueued again.
+        "lost_sweep_seconds": Key(20.0, float, 0.5, 3600),
     },
     "slow": {
         "workers": Key(4, int, 1, 64),

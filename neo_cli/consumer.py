@@ -91,7 +91,12 @@ def run_fast(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) 
     )
     recorder.probes["paused"] = limiters.pauses
     huey = pipeline.fast
-    lost = LostDownloads(pipeline, ledger, lambda: {t.id for t in list(huey._tasks_in_flight)})
+    lost = LostDownloads(
+        pipeline,
+        ledger,
+        lambda: {t.id for t in list(huey._tasks_in_flight)},
+        v["fast"]["lost_sweep_seconds"],
+    )
     lost.start()
     try:
         return serve(huey, v["fast"]["workers"], recorder, max_delay=0.25)

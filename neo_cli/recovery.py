@@ -94,9 +94,6 @@ def recover(pipeline: Pipeline, ledger: Ledger, fast: bool = True, slow: bool = 
     return found
 
 
-SWEEP_SECONDS = 20.0  # a lost download is back after two sweeps: within a minute
-
-
 class LostDownloads:
     """In the fast consumer: download tasks that the queue lost while it runs, found and
     enqueued again. `in_flight()` names the task ids this consumer's workers hold.
@@ -110,7 +107,7 @@ class LostDownloads:
         pipeline: Pipeline,
         ledger: Ledger,
         in_flight: Callable[[], set[str]],
-        interval: float = SWEEP_SECONDS,
+        interval: float = 20.0,  # [fast] lost_sweep_seconds: back within a minute
     ):
         self.pipeline, self.ledger, self.in_flight = pipeline, ledger, in_flight
         self.interval = interval

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import pytest
 from conftest import END_DATE, assert_rows_once, tushare_home
 from tushare_server import tushare_server
 
@@ -26,8 +25,7 @@ def inline_daily(tmp_path, server, **sections) -> str:
     return said
 
 
-@pytest.mark.parametrize("plans", [True, False], ids=["call-saving", "per-symbol"])
-def test_has_more_below_the_configured_cap_pages_on(tmp_path, plans: bool) -> None:
+def test_has_more_below_the_configured_cap_pages_on(tmp_path) -> None:
     with tushare_server(
         token=TOKEN,
         symbols=SYMBOLS,
