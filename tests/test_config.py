@@ -292,7 +292,7 @@ def test_unknown_key(tmp_path: Path) -> None:
     message = refused(tmp_path, "[fast]\nworker = 5\n")
     assert message == (
         f"unknown key 'worker' in [fast] of {tmp_path / 'neo.toml'}; "
-        "allowed: workers, call_timeout, max_save_backlog, min_free_memory_mb"
+        "allowed: workers, call_timeout, max_save_backlog, min_free_memory_mb, lost_sweep_seconds"
     )
 
 

@@ -33,7 +33,7 @@ def test_has_more_below_the_configured_cap_pages_on(tmp_path) -> None:
         row_caps={"daily": REAL_CAP},
         has_more_flag=True,
     ) as server:
-        log = inline_daily(tmp_path, server, plan={"multi_symbol": plans, "whole_market": plans})
+        log = inline_daily(tmp_path, server)  # packed calls, then each symbol alone
         stats = server.stats()["apis"]["daily"]
     assert stats["accepted"] > len(CODES) * 5  # thousands of bars each, 700 a reply
     assert (
