@@ -32,6 +32,7 @@ from neo_cli.db.writer import catalog
 from neo_cli.download import build_downloader
 from neo_cli.errors import EXIT_DATABASE, EXIT_INPUT, DatabaseUnavailable, NeoError
 from neo_cli.ledger import Ledger
+from neo_cli.limits import build_limiters
 from neo_cli.metrics import MetricsStore, Recorder
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline, SlowRuntime
@@ -83,7 +84,12 @@ class Throttle:
 def run_fast(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) -> int:
     v = settings.values
     ledger = Ledger(pipeline.paths.ledger)
-    downloader = build_downloader(settings, ledger, recorder)
+    # A worker waiting for its call slot (up to a minute at a low limit) wakes when the
+    # consumer is told to stop, gives the slot up and lets its task be rescheduled.
+    stopping = threading.Event()
+    downloader = build_downloader(
+        settings, ledger, recorder, build_limiters(settings, sleep=stopping.wait)
+    )
     limiters, provider = downloader.limiters, downloader.provider
     pipeline.attach_fast(
         downloader,
@@ -99,7 +105,7 @@ def run_fast(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) 
     )
     lost.start()
     try:
-        return serve(huey, v["fast"]["workers"], recorder, max_delay=0.25)
+        return serve(huey, v["fast"]["workers"], recorder, max_delay=0.25, stopping=stopping)
     finally:
         lost.stop()
         provider.close()
@@ -154,7 +160,8 @@ def prepare(database: Database, ledger: Ledger, recorder: Recorder) -> bool:
             time.sleep(delay)
 
 
-def serve(huey, workers: int, recorder: Recorder, max_delay: float) -> int:
+def serve(huey, workers: int, recorder: Recorder, max_delay: float, stopping=None) -> int:
+    """Run Huey's consumer until it is stopped; `stopping` (an Event) is set when it is."""
     consumer = huey.create_consumer(
         workers=workers,
         worker_type="thread",
@@ -165,6 +172,13 @@ def serve(huey, workers: int, recorder: Recorder, max_delay: float) -> int:
         periodic=False,
         check_worker_health=True,
     )
+    if stopping is not None:
+
+        def relay() -> None:
+            consumer.stop_flag.wait()
+            stopping.set()
+
+        threading.Thread(target=relay, name="stop-relay", daemon=True).start()
     recorder.probes["in_flight"] = lambda: len(huey._tasks_in_flight)
     recorder.probes["heartbeat"] = time.time
     log.info("%s consumer up: pid %d, %d workers", huey.name, os.getpid(), workers)

@@ -658,3 +658,20 @@ def test_a_caller_that_oversleeps_its_slot_takes_the_next_one(make) -> None:
     assert limiter.late == 1
     limiter.acquire()
     assert clock.now == pytest.approx(T0 + 3 * limiter.spacing)
+
+
+def test_a_caller_woken_early_by_a_stop_gives_its_slot_up(make) -> None:
+    """The fast consumer's sleep is its stop flag's wait: `neo stop` wakes a worker that
+    waits for a slot, which then hands its task back instead of holding the stop."""
+    clock = FakeClock()
+    woken = []
+
+    def sleep(seconds: float) -> bool:  # Event.wait with the flag set: True, at once
+        woken.append(seconds)
+        return True
+
+    limiter = make(1, clock, sleep=sleep, margin=0.6, lookahead=5.0)  # a slot a minute
+    limiter.acquire()
+    with pytest.raises(SlotTooFar) as info:
+        limiter.acquire()
+    assert info.value.reason == "stopping" and woken and info.value.delay > 50

@@ -267,7 +267,10 @@ class Limiter:
                 if delay <= 0:
                     return self.clock() - start
                 slot = self.clock() + delay
-                self.sleep(delay)
+                if self.sleep(delay) is True:
+                    # The sleep is a stop flag's wait (the fast consumer's), and the flag is
+                    # set: give the slot up rather than hold `neo stop` for up to a minute.
+                    raise SlotTooFar(self.api, max(0.0, slot - self.clock()), "stopping")
                 if self.clock() - slot > self.max_late:
                     self.late += 1
                     continue  # overslept: the slot stays spent, unused; take the next
