@@ -249,13 +249,17 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=250)
     parser.add_argument("--only", choices=("planner", "ledger"), default=None)
     parser.add_argument("--write", type=Path, help="put the section into this BENCHMARKS.md")
+    parser.add_argument(
+        "--keep-days", type=int, action="append", help="ledger variants (0: never pruned)"
+    )
     args = parser.parse_args()
     out: dict = {}
     if args.only in (None, "planner"):
         out["planner"] = planner_figures(args.symbols)
         print(json.dumps(out["planner"], indent=1), flush=True)
     if args.only in (None, "ledger"):
-        out["ledger"] = [ledger_year(args.symbols, args.days, k) for k in (30, None)]
+        keeps = [k or None for k in (args.keep_days or [30, 0])]
+        out["ledger"] = [ledger_year(args.symbols, args.days, k) for k in keeps]
         print(json.dumps(out["ledger"], indent=1), flush=True)
     if args.write:
         sys.path.insert(0, str(Path(__file__).parent))

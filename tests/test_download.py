@@ -299,3 +299,16 @@ def test_statements_vip_true_stops_the_interface_when_refused(ledger):
     out = attempt(rt, vip_recorded(ledger))
     assert out.split is None and out.retry_in is not None
     assert not rt.limiters["income_vip"].ready() and ledger.vip_refused("income") == ""
+
+
+def test_a_whole_market_unit_before_its_batch_is_recorded_retries_and_caches_nothing(ledger):
+    """Its task can run before the enqueue that records the batch's symbols commits."""
+    day = Unit("daily", {"trade_date": "20240105"}, ("*",), "bw")
+    rt = runtime(Scripted(bars(["20240105"]), bars(["20240105"])), ledger, Clock())
+    early = attempt(rt, day)
+    assert early.retry_in is not None and early.reply is None
+    assert "not recorded yet" in ledger.get(day.id).error
+    with ledger.adding("bw", "daily", [], ["000001.SZ"]):
+        pass
+    later = attempt(rt, day)
+    assert later.reply is not None and len(later.reply) == 1
