@@ -250,6 +250,10 @@ def _per_symbol(rt: Downloader, unit: Unit, why: str) -> Outcome:
     """A whole market's statements as one unit per symbol of the batch, same dates."""
     statement = VIP[unit.api]
     params = {k: v for k, v in unit.params.items() if k != "offset"}
+    if not _universe(rt, unit):  # split into nothing would lose the window
+        return _transient(
+            rt, unit, f"batch {unit.batch}: its symbols are not recorded yet", "transient"
+        )
     children = [
         Unit(statement, {**params, "ts_code": code}, (code,), unit.batch, unit.priority)
         for code in sorted(_universe(rt, unit))
