@@ -145,6 +145,7 @@ def ledger_year(symbols: int = 5000, days: int = 250, keep_days: int | None = 30
         try:
             ledger.record_flush([], {}, [(c, "x", "L", "20000104", None) for c in codes])
             done = 0
+            since = fmt(day.date())
             while done < days:
                 day += timedelta(days=1)
                 if day.weekday() >= 5:
@@ -156,16 +157,19 @@ def ledger_year(symbols: int = 5000, days: int = 250, keep_days: int | None = 30
                 units = [
                     Unit(api, {"trade_date": d}, ("*",), batch) for api in ("daily", "adj_factor")
                 ]
+                # Statements: from the day after the last run (weekends included) to today.
                 units += [
-                    Unit(api, {"ts_code": c, "start_date": d, "end_date": d}, (c,), batch)
+                    Unit(api, {"ts_code": c, "start_date": since, "end_date": d}, (c,), batch)
                     for api in STATEMENTS
                     for c in codes
                 ]
+                since = fmt(day.date() + timedelta(days=1))
                 _saved(ledger, units, batch, codes)
                 units_total += len(units)
                 if keep_days:
                     ledger.prune(keep_days)
             kept = sum(sum(s.values()) for s in ledger.state_counts().values())
+            ranges = ledger._rows("select count(*) from coverage")[0][0]
         finally:
             ledger.close()
         build_s = time.perf_counter() - t0
@@ -176,6 +180,7 @@ def ledger_year(symbols: int = 5000, days: int = 250, keep_days: int | None = 30
         "days": days,
         "units_recorded": units_total,
         "units_kept": kept,
+        "coverage_ranges": ranges,
         "ledger_mb": round(size / 2**20, 1),
         "status_s_median": status_s,
         "build_s": round(build_s, 1),

@@ -8,6 +8,7 @@ disjoint ranges that do not touch (adjacent ranges are merged: 20240101-20240131
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import date
 from typing import Any
 
 from neo_cli.dates import plus
@@ -15,11 +16,22 @@ from neo_cli.dates import plus
 Range = tuple[str, str]
 
 
-def merge(ranges: Iterable[Range]) -> list[Range]:
-    """The union of `ranges`, as a coverage."""
+def _after(day: str, trading: bool) -> str:
+    """The first day after `day` that a range must reach to touch it: the next day, or for
+    bars the next weekday (the exchanges never open on a Saturday or a Sunday)."""
+    step = 1
+    if trading:
+        weekday = date(int(day[:4]), int(day[4:6]), int(day[6:])).weekday()
+        step = {4: 3, 5: 2}.get(weekday, 1)
+    return plus(day, step)
+
+
+def merge(ranges: Iterable[Range], trading: bool = False) -> list[Range]:
+    """The union of `ranges`, as a coverage. `trading`: the dates are trading days (bars),
+    so ranges apart by a weekend only are one (whole-market calls cover one day each)."""
     out: list[list[str]] = []
     for start, end in sorted(r for r in ranges if r[0] <= r[1]):
-        if out and start <= plus(out[-1][1], 1):
+        if out and start <= _after(out[-1][1], trading):
             out[-1][1] = max(out[-1][1], end)
         else:
             out.append([start, end])

@@ -421,7 +421,7 @@ class Ledger:
             old = conn.execute(
                 'select start, "end" from coverage where api = ? and ts_code = ?', (api, code)
             ).fetchall()
-            merged = merge([*old, *spans])
+            merged = merge([*old, *spans], trading=api not in STATEMENTS)
             if merged == sorted(old):
                 continue
             conn.execute("delete from coverage where api = ? and ts_code = ?", (api, code))

@@ -128,3 +128,15 @@ def test_a_dead_letter_planned_again_is_replaced_not_doubled(tmp_path) -> None:
         pass
     assert [r.unit.id for r in ledger.dead()] == [other.id]  # A's is replaced, B's stays
     ledger.close()
+
+
+def test_bar_coverage_bridges_weekends_only() -> None:
+    fri, mon, tue = ("20240105", "20240105"), ("20240108", "20240108"), ("20240109", "20240109")
+    assert merge([fri, mon, tue], trading=True) == [("20240105", "20240109")]
+    assert merge([fri, mon]) == [fri, mon]  # statements: a weekend may hold an announcement
+    # A holiday on a weekday is a gap: it may be a trading day for all merge knows.
+    assert merge([("20240102", "20240102"), ("20240104", "20240104")], trading=True) == [
+        ("20240102", "20240102"),
+        ("20240104", "20240104"),
+    ]
+    assert merge([("20240106", "20240106"), mon], trading=True) == [("20240106", "20240108")]
