@@ -14,7 +14,6 @@ import argparse
 import bisect
 import json
 import math
-import subprocess
 import sys
 import tempfile
 import time
@@ -125,25 +124,11 @@ def planner_figures(symbols: int = 5000) -> dict:
 
 
 def _status_seconds(home: Path, runs: int = 5) -> float:
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "neo_cli",
-                "status",
-                "--json",
-                "--config",
-                str(home / "neo.toml"),
-            ],
-            capture_output=True,
-            cwd=home,
-            check=False,
-        )
-        times.append(time.perf_counter() - t)
-    return round(sorted(times)[runs // 2], 3)
+    """The median of `runs` timings of `neo status --json` as a whole process."""
+    from run import status_process_seconds
+
+    times = sorted(status_process_seconds(home) for _ in range(runs))
+    return round(times[runs // 2], 3)
 
 
 def ledger_year(symbols: int = 5000, days: int = 250, keep_days: int | None = 30) -> dict:
@@ -291,7 +276,6 @@ def main() -> int:
         out["ledger"] = [ledger_year(args.symbols, args.days, k) for k in keeps]
         print(json.dumps(out["ledger"], indent=1), flush=True)
     if args.write:
-        sys.path.insert(0, str(Path(__file__).parent))
         from run import machine
 
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -440,14 +440,10 @@ class Ledger:
                 ).rowcount
             )
 
-    def flags(self, prefix: str = "") -> dict[str, tuple[str, float]]:
-        """{name: (value, when)} of the facts kept, those starting with `prefix`."""
-        return {
-            n: (v, t)
-            for n, v, t in self._rows(
-                "select name, value, updated from flags where name like ? || '%'", (prefix,)
-            )
-        }
+    def flag(self, name: str) -> str:
+        """The fact kept under `name`, or ''."""
+        found = self._rows("select value from flags where name = ?", (name,))
+        return found[0][0] if found else ""
 
     def quarantined(self, api: str) -> dict[str, list[tuple[str, str]]]:
         """{symbol: [(date, reason), …]} of `api`'s rows set aside as bad."""
@@ -466,8 +462,7 @@ class Ledger:
 
     def vip_refused(self, statement: str) -> str:
         """Why `statement`'s whole-market interface is not used (the API's refusal), or ''."""
-        found = self.flags(VIP_REFUSED + statement)
-        return found[VIP_REFUSED + statement][0] if found else ""
+        return self.flag(VIP_REFUSED + statement)
 
     def coverage(self, api: str) -> dict[str, list[Range]]:
         """{symbol: its covered ranges, in order} for one interface."""

@@ -273,30 +273,13 @@ def test_stop_when_not_running(home):
 
 
 def test_inline_enqueue_saves_one_symbol(home):
-    result = home.cli(
-        "enqueue",
-        "--task-type",
-        "daily",
-        "--symbols",
-        "000001.SZ",
-        "--start-date",
-        "20260101",
-        "--inline",
-    )
+    args = ("enqueue", "--task-type", "daily", "--symbols", "000001.SZ")
+    result = home.cli(*args, "--start-date", "20260101", "--inline")
     assert result.exit_code == 0, result.output
     assert "inline daily: 1 task(s) saved" in result.output
     rows = int(result.output.split("saved, ")[1].split(" rows")[0])
     assert 200 < rows < 240
-    again = home.cli(
-        "enqueue",
-        "--task-type",
-        "daily",
-        "--symbols",
-        "000001.SZ",
-        "--start-date",
-        "20260101",
-        "--inline",
-    )
+    again = home.cli(*args, "--start-date", "20260101", "--inline")
     assert "0 task(s) saved" in again.output and "1 up to date" in again.output
     shown = home.cli("query", "select count(*) as n from daily")
     assert shown.exit_code == 0 and str(rows) in shown.output
