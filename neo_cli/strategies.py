@@ -26,8 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from neo_cli.coverage import merge
 from neo_cli.dates import fmt, parse, plus
-from neo_cli.tasktypes import dataset
+from neo_cli.tasktypes import VIP_OF, dataset
 from neo_cli.units import Unit
 
 MULTI_SYMBOL = ("daily",)
@@ -303,7 +304,10 @@ def fill_gaps(
         for code, start, end in gaps:
             groups.setdefault((start, end), []).append(code)
         ways.append(
-            Strategy("multi-symbol", _pack(api, groups, calendar, max_codes, batch, priority, cap))
+            Strategy(
+                "multi-symbol",
+                _pack(api, groups, calendar, max_codes, batch, priority, cap, spans),
+            )
         )
     if market and calendar.known:
         days = sorted({d for _, start, end in gaps for d in calendar.between(start, end)})
@@ -365,9 +369,6 @@ def whole_market_statements(
 ) -> Strategy:
     """`income_vip` & co. over the union of every symbol's holes (`spans`: the symbols'
     listing spans, for the estimate), one unit per window of about PAGES replies."""
-    from neo_cli.coverage import merge
-    from neo_cli.tasktypes import VIP_OF
-
     listed = Listed(spans)
     units, pages = [], 0
     for lo, hi in merge(holes):
