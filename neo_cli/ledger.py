@@ -578,6 +578,13 @@ class Ledger:
         st = list(states)
         return self._records(f"state in ({','.join('?' * len(st))})", st)
 
+    def live_ids(self, states: Iterable[str] = LIVE) -> set[str]:
+        """Ids of the queues' units (no owner) in `states`: the cheap read for a sweep that
+        rarely finds any."""
+        st = list(states)
+        sql = f"select id from units where state in ({','.join('?' * len(st))}) and owner is null"
+        return {uid for (uid,) in self._rows(sql, st)}
+
     def requeued(self, unit_ids: Iterable[str]) -> None:
         """Units whose task was enqueued again: back to queued, keeping their attempts."""
         with self._tx() as conn:

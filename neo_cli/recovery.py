@@ -76,17 +76,14 @@ def _unowned(pipeline: Pipeline, records: list[UnitRecord]) -> list[UnitRecord]:
 def recover(pipeline: Pipeline, ledger: Ledger, fast: bool = True, slow: bool = True) -> Recovered:
     found = adopt_orphans(pipeline, ledger)
 
-    def unowned(records: list[UnitRecord]) -> list[UnitRecord]:
-        return _unowned(pipeline, records)
-
     if fast:
         # Ledger first, queue second: a unit the ledger shows was enqueued before it was
         # recorded, so reading in this order never mistakes a unit in transit for a lost one.
-        live = unowned(ledger.live_units(("queued", "retrying")))
+        live = _unowned(pipeline, ledger.live_units(("queued", "retrying")))
         queued = pipeline.fast.storage.queued_ids()
         _requeue(pipeline, ledger, [r for r in live if r.unit.id not in queued], found)
     if slow:
-        live = unowned(ledger.live_units(("saving",)))
+        live = _unowned(pipeline, ledger.live_units(("saving",)))
         saving = pipeline.slow.storage.queued_ids()
         _requeue(pipeline, ledger, [r for r in live if r.save_id not in saving], found)
     if found.downloads or found.saves:
@@ -116,14 +113,16 @@ class LostDownloads:
         self._thread: threading.Thread | None = None
 
     def sweep(self) -> int:
-        """One look; returns the units enqueued again."""
+        """One look; returns the units enqueued again. Reads ids only (a backlog can hold
+        100,000 units); whole records only for the few it finds missing."""
         before = self.in_flight()
-        live = _unowned(self.pipeline, self.ledger.live_units(("queued", "retrying")))
+        live = self.ledger.live_ids(("queued", "retrying"))
         queued = self.pipeline.fast.storage.queued_ids()
-        held = before | self.in_flight()
-        missing = {r.unit.id: r for r in live if r.unit.id not in queued and r.unit.id not in held}
-        lost = [r for uid, r in missing.items() if uid in self._suspects]
-        self._suspects = set(missing) - {r.unit.id for r in lost}
+        missing = live - queued - before - self.in_flight()
+        suspects = self._suspects & missing
+        records = (self.ledger.get(uid) for uid in suspects)
+        lost = [r for r in records if r is not None and r.state in ("queued", "retrying")]
+        self._suspects = missing - {r.unit.id for r in lost}
         if lost:
             found = Recovered()
             _requeue(self.pipeline, self.ledger, lost, found)
