@@ -44,6 +44,12 @@ def statements_home(tmp_path, url: str):
     )
 
 
+def start_with_symbols(home) -> None:
+    home.run("start", check=True)
+    home.run("enqueue", "-t", "stock_basic", check=True)
+    home.wait_idle(timeout=60)
+
+
 def run_statements(home, end: str) -> None:
     for api in STATEMENTS:
         home.run("enqueue", "-t", api, "--end-date", end, check=True)
@@ -60,9 +66,7 @@ def test_whole_market_statements_cost_a_few_calls_and_save_every_row(tmp_path) -
     history = serve(tmp_path / "s1", HISTORY_END)
     home = statements_home(tmp_path, history.url)
     try:
-        home.run("start", check=True)
-        home.run("enqueue", "-t", "stock_basic", check=True)
-        home.wait_idle(timeout=60)
+        start_with_symbols(home)
         run_statements(home, HISTORY_END)
         home.run("stop", check=True)
     finally:
@@ -103,9 +107,7 @@ def test_without_the_points_one_refused_call_then_per_symbol_and_every_row(tmp_p
     denied = serve(tmp_path / "s", HISTORY_END, "--deny", ",".join(VIPS))
     home = statements_home(tmp_path, denied.url)
     try:
-        home.run("start", check=True)
-        home.run("enqueue", "-t", "stock_basic", check=True)
-        home.wait_idle(timeout=60)
+        start_with_symbols(home)
         run_statements(home, HISTORY_END)
         status = json.loads(home.run("status", "--json", check=True).stdout)
         # Said once, remembered: a second run plans per symbol from the start.
