@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 from huey.storage import SqliteStorage
@@ -54,6 +55,9 @@ class KindSqliteStorage(SqliteStorage):
         self.kinds = tuple(kinds)
         self.gate: Gate = lambda: None
         self.taken: Callable[[str], None] = lambda kind: None  # told what each dequeue took
+        self._present_lock = threading.Lock()
+        self._present_at = float("-inf")
+        self._present_kinds: set[str] = set()
         super().__init__(name, **kwargs)
 
     def hint(self, data: bytes, kind: str, tid: str) -> None:
@@ -88,9 +92,33 @@ class KindSqliteStorage(SqliteStorage):
             )
         return len(rows)
 
+    PRESENT_TTL = 0.5  # seconds a look at which kinds have tasks is reused
+
+    def _present(self) -> set[str]:
+        """The kinds with a task waiting, looked up (one index probe a kind) at most every
+        PRESENT_TTL: the dequeue's exclusive transaction then probes only those. Offering
+        idle kinds there (nine instead of six) cost 10-20% of the budget at the limits."""
+        now = time.monotonic()
+        with self._present_lock:
+            if now - self._present_at < self.PRESENT_TTL:
+                return self._present_kinds
+            self._present_at = now
+        found = {
+            kind
+            for kind in self.kinds
+            if self.sql(
+                "select 1 from task where queue = ? and kind = ? limit 1",
+                (self.name, kind),
+                results=True,
+            )
+        }
+        self._present_kinds = found
+        return found
+
     def dequeue(self):
         allowed = self.gate()
-        kinds = self.kinds if allowed is None else tuple(allowed)
+        present = self._present()
+        kinds = tuple(k for k in (self.kinds if allowed is None else allowed) if k in present)
         if not kinds:
             return None
         # A cheap look before the exclusive lock: fifty idle workers poll this.
