@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,9 @@ from urllib.parse import urlsplit
 
 from neo_cli.errors import InputError
 from neo_cli.inputs import read_input
-from neo_cli.tasktypes import INTERFACES, dataset
+from neo_cli.schedule.cron import HELP as CRON_HELP
+from neo_cli.schedule.cron import Cron, zone
+from neo_cli.tasktypes import INTERFACES, TASK_TYPES, dataset, task_type
 
 DEFAULT_CONFIG = Path("configs") / "neo.toml"
 
@@ -34,8 +36,14 @@ class Key:
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
     secret: bool = False
+    # A check beyond the type: returns the value normalized, or raises ValueError saying what
+    # is wrong with it ("hour 25 is out of range 0-23"); `help` then says what is allowed.
+    validator: Callable[[Any], Any] | None = None
+    help: str = ""
 
     def allowed(self) -> str:
+        if self.help:
+            return self.help
         if self.choices:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         noun = {int: "a whole number", float: "a number", bool: "true or false"}.get(
@@ -49,6 +57,14 @@ class Key:
 
     def check(self, value: Any) -> Any:
         """Return the value converted to this key's type, or raise ValueError."""
+        value = self._typed(value)
+        return self.validator(value) if self.validator else value
+
+    def _typed(self, value: Any) -> Any:
+        if self.kind is list:
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ValueError
+            return list(value)
         if self.kind is bool:
             if isinstance(value, bool):
                 return value
@@ -75,6 +91,27 @@ class Key:
         if self.choices and value not in self.choices:
             raise ValueError
         return value
+
+
+def _cron(value: str) -> str:
+    if value.strip():
+        Cron.parse(value, "UTC")  # the zone is its own key
+    return value.strip()
+
+
+def _zone(value: str) -> str:
+    zone(value)
+    return value
+
+
+def _task_types(names: list[str]) -> list[str]:
+    if not names:
+        raise ValueError("no task type listed")
+    known = {t.name for t in TASK_TYPES} | {a for t in TASK_TYPES for a in t.aliases}
+    for name in names:
+        if name.strip().lower() not in known:
+            raise ValueError(f"unknown task type {name!r}")
+    return list(dict.fromkeys(task_type(n).name for n in names))
 
 
 def _num(x: float) -> str:
@@ -136,6 +173,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # income_vip & co.: "auto" tries them and falls back to per-symbol calls for good on
         # the first permission refusal; "true" insists (a refusal stops them); "false" never.
         "statements_vip": Key("auto", choices=("auto", "true", "false")),
+    },
+    "schedule": {
+        # The daily update the supervisor runs by itself ("" = none). configs/neo.toml turns
+        # it on; `neo start --no-schedule` turns it off for one run.
+        "update": Key("", validator=_cron, help=f'a cron expression {CRON_HELP}, or "" for none'),
+        "timezone": Key(
+            "Asia/Shanghai", validator=_zone, help="an IANA time zone name, e.g. Asia/Shanghai"
+        ),
+        "task_types": Key(
+            ["stock_basic", "daily_qfq", "income", "balancesheet", "cashflow"],
+            list,
+            validator=_task_types,
+            help="a list of task types from " + ", ".join(t.name for t in TASK_TYPES),
+        ),
+        # How long a type that plans from the symbol list waits for stock_basic's rows.
+        "wait_minutes": Key(30.0, float, 1, 1440),
     },
     "provider": {"name": Key("simulated", choices=("simulated", "tushare"))},
     "provider.simulated": {
@@ -271,12 +324,13 @@ def _validate(raw: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str]) 
             value = raw.get(section, {}).get(name, key.default)
             try:
                 values[section][name] = key.check(value)
-            except (ValueError, TypeError):
+            except (ValueError, TypeError) as exc:
                 dotted = f"{section}.{name}"
                 shown = "***" if key.secret else repr(value)
                 origin = sources.get(dotted, "defaults")
+                why = f": {exc}" if str(exc) else ""
                 raise InputError(
-                    f"invalid [{section}] {name} = {shown} (from {origin}); "
+                    f"invalid [{section}] {name} = {shown} (from {origin}){why}; "
                     f"allowed: {key.allowed()}"
                 ) from None
     if "redis" in (values["queue"]["storage"], values["limiter"]["backend"]):

@@ -32,7 +32,7 @@ class Enqueued:
     ids: list[str]
 
 
-def _paced_provider(settings: Settings):
+def paced_provider(settings: Settings):
     """The provider, its calendar calls paced by the shared limiters; raises
     LimiterUnavailable before anything is planned when the limiter's store is unreachable."""
     limiters = build_limiters(settings)
@@ -47,7 +47,7 @@ def _paced_provider(settings: Settings):
 def dry_run(settings: Settings, request: Request) -> Plan:
     """The plan `enqueue` would make, with every strategy priced; nothing is recorded."""
     paths = Paths(settings.data_dir).ensure()
-    provider, limiters = _paced_provider(settings)
+    provider, limiters = paced_provider(settings)
     ledger = Ledger(paths.ledger)
     try:
         return plan_for(settings, request, ledger, provider, "dry-run")
@@ -67,7 +67,7 @@ def enqueue(
 ) -> Enqueued:
     """Plan and enqueue; raise QueueFull past `[queue] max_pending` unless `wait`."""
     paths = Paths(settings.data_dir).ensure()
-    provider, limiters = _paced_provider(settings)  # first: nothing is created without it
+    provider, limiters = paced_provider(settings)  # first: nothing is created without it
     pipeline = Pipeline(settings)
     ledger = Ledger(paths.ledger, durable=True)
     try:

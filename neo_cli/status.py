@@ -6,6 +6,7 @@ store — never from the DuckDB file, which the slow consumer may be writing.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -19,6 +20,9 @@ from neo_cli.metrics import MetricsStore
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
 from neo_cli.runstate import lock_is_held, read_state
+from neo_cli.schedule import scheduler
+from neo_cli.schedule.book import SqliteRunBook
+from neo_cli.schedule.update import Schedule
 from neo_cli.tasktypes import INTERFACES, VIP, VIP_OF
 
 SCHEMA_VERSION = 1
@@ -219,6 +223,7 @@ def collect(
             for q in ("supervisor", "fast", "slow")
         }
 
+    schedule = schedule_view(settings, paths, running, now)
     stopped_apis = [api for api, reason in paused.items() if str(reason).startswith("stopped")]
     healthy = (
         running
@@ -240,4 +245,23 @@ def collect(
         "processes": processes,
         "eta_seconds": round(eta, 1) if eta else 0,
         "units_in_progress": in_progress,
+        "schedule": schedule,
     }
+
+
+def schedule_view(settings: Settings, paths: Paths, running: bool, now: float) -> dict[str, Any]:
+    """The daily update: the running supervisor's schedule (it may have been started with
+    --no-schedule), else the configured one; its next time and the last run's outcome."""
+    schedule = Schedule.from_settings(settings)
+    if running:
+        try:
+            values = json.loads(paths.settings_file.read_text()).get("schedule", {})
+            schedule = Schedule.from_values(values)
+        except (OSError, ValueError):
+            pass  # a supervisor still writing it: the configured schedule will do
+    book = SqliteRunBook(paths.ledger, create=False) if paths.ledger.exists() else None
+    try:
+        return scheduler.view(schedule, book, now, active=running)
+    finally:
+        if book is not None:
+            book.close()

@@ -1,4 +1,5 @@
-"""The supervisor: starts the fast and slow consumers, restarts one that dies, stops both.
+"""The supervisor: starts the fast and slow consumers, restarts one that dies, stops both, and
+runs the scheduled update on a thread of its own (`neo_cli.schedule`).
 
 One loop, ticking a few times a second, over the things that can happen: a stop was asked for
 (a signal handler only sets a flag), a consumer exited, a consumer became ready (its heartbeat
@@ -41,6 +42,10 @@ from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
 from neo_cli.recovery import recover
 from neo_cli.runstate import SUPERVISOR_MARK, SupervisorLock, write_state
+from neo_cli.schedule.book import SqliteRunBook
+from neo_cli.schedule.scheduler import Scheduler
+from neo_cli.schedule.scheduler import for_settings as scheduler_for
+from neo_cli.schedule.update import Schedule
 from neo_cli.spawn import spawn_module
 
 log = logging.getLogger("neo.supervisor")
@@ -142,6 +147,8 @@ class Supervisor:
         self._pipeline: Pipeline | None = None
         self._ledger: Ledger | None = None
         self._metrics: MetricsStore | None = None
+        self._book: SqliteRunBook | None = None
+        self.scheduler: Scheduler | None = None
         self._rotate_at = 0.0
 
     # -- processes -----------------------------------------------------------------------------
@@ -182,8 +189,13 @@ class Supervisor:
         self._pipeline = Pipeline(self.settings)
         self._ledger = Ledger(self.paths.ledger)
         self._metrics = MetricsStore(self.paths.metrics)
+        if Schedule.from_settings(self.settings).enabled:
+            self._book = SqliteRunBook(self.paths.ledger)
+            self.scheduler = scheduler_for(self.settings, self._book, clock=self.wall)
 
     def close(self) -> None:
+        if self._book is not None:
+            self._book.close()
         if self._ledger is not None:
             self._ledger.close()
         if self._metrics is not None:
@@ -194,6 +206,10 @@ class Supervisor:
         for c in self.consumers.values():
             self._start(c)
         self._save()
+        if self.scheduler is not None:
+            self.scheduler.start()  # a time missed while neo was down runs now, once
+        else:
+            log.info("schedule: none ([schedule] update is empty, or neo start --no-schedule)")
         while self.stop_requested is None:
             if self.step():
                 self._save()
@@ -272,8 +288,11 @@ class Supervisor:
 
     def stop(self, timeout: float) -> None:
         """Graceful stop: SIGINT (Huey finishes running tasks; the saver flushes), then SIGKILL
-        whatever is still running after `timeout` seconds."""
+        whatever is still running after `timeout` seconds. A scheduled update in progress
+        ends first; the next start takes it over."""
         self.state = "stopping"
+        if self.scheduler is not None:
+            self.scheduler.stop(min(timeout, 10.0))
         live = [c for c in self.consumers.values() if c._proc is not None]
         for c in self.consumers.values():
             if c._proc is None:

@@ -132,6 +132,11 @@ class TaskType:
     datasets: tuple[str, ...]
     aliases: tuple[str, ...] = ()
 
+    @property
+    def needs_symbols(self) -> bool:
+        """Planned from the symbol list (the catalog `stock_basic` fills)."""
+        return any(DATASETS[d].per_symbol for d in self.datasets)
+
 
 TASK_TYPES: tuple[TaskType, ...] = (
     TaskType("stock_basic", ("stock_basic",)),

@@ -55,12 +55,12 @@ class Report:
 def verify(settings: Settings, request: Request, provider=None) -> list[Report]:
     """Each interface of `request.task_type` with its holes, through yesterday (China time)
     unless the request names an end date."""
-    from neo_cli.enqueue import _paced_provider
+    from neo_cli.enqueue import paced_provider
 
     paths = Paths(settings.data_dir).ensure()
     limiters = None
     if provider is None:
-        provider, limiters = _paced_provider(settings)
+        provider, limiters = paced_provider(settings)
     ledger = Ledger(paths.ledger)
     try:
         codes = plan_codes(request, ledger)

@@ -31,17 +31,31 @@ def start(
     stop_timeout: Annotated[
         float, typer.Option("--stop-timeout", min=0, help="Seconds a stop waits before killing.")
     ] = 30.0,
+    no_schedule: Annotated[
+        bool,
+        typer.Option(
+            "--no-schedule", help="Do not run the daily update by itself ([schedule] update)."
+        ),
+    ] = False,
     config_file: ConfigOption = None,
 ) -> None:
-    """Start the fast and slow consumers under a supervisor.
+    """Start the fast and slow consumers under a supervisor, which also runs the daily update
+    at the times [schedule] update gives.
 
     Example: neo start --fast-workers 50 --slow-workers 4
     """
     from neo_cli import control, supervisor
+    from neo_cli.schedule.update import Schedule
 
     settings = settings_for(
-        config_file, {"fast.workers": fast_workers, "slow.workers": slow_workers}
+        config_file,
+        {
+            "fast.workers": fast_workers,
+            "slow.workers": slow_workers,
+            "schedule.update": "" if no_schedule else None,
+        },
     )
+    schedule = Schedule.from_settings(settings)
     if foreground:
         pre = control.preflight(settings)
         for note in pre.notes:
@@ -50,6 +64,7 @@ def start(
             f"neo running in the foreground for {pre.paths.root}; Ctrl-C stops it. "
             f"Logs: {pre.paths.logs}"
         )
+        out.print(f"  schedule    {describe_schedule(schedule)}")
         raise typer.Exit(supervisor.serve(settings, stop_timeout, foreground=True))
     state, notes = control.start_background(settings, stop_timeout)
     for note in notes:
@@ -59,6 +74,21 @@ def start(
     out.print(f"  supervisor  pid {sup['pid']:<8} log {sup['log']}")
     for name, c in state["consumers"].items():
         out.print(f"  {name:<10}  pid {c['pid']:<8} log {c['log']}")
+    out.print(f"  schedule    {describe_schedule(schedule)}")
+
+
+def describe_schedule(schedule) -> str:
+    """'update "30 18 * * 1-5" (Asia/Shanghai), next 2026-12-02 18:30 CST: stock_basic, …'."""
+    import time
+
+    if not schedule.enabled:
+        return "off: no daily update by itself ([schedule] update, --no-schedule)"
+    upcoming = schedule.cron.next_after(time.time())
+    when = schedule.cron.describe(upcoming) if upcoming else "never"
+    return (
+        f"update {schedule.cron.expression!r} ({schedule.cron.tz.key}), next {when}: "
+        + ", ".join(t.name for t in schedule.ordered())
+    )
 
 
 @app.command()

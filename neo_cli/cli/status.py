@@ -152,12 +152,54 @@ def render(data: dict[str, Any]) -> Group:
         if v.get("reason"):
             notes.append(f"{name}: {v['reason']}")
     parts += [Text(""), p, Text("")]
+    parts += schedule_lines(data.get("schedule"))
     for note in notes:
         parts.append(Text(note, style="yellow"))
     backlog = sum(v["pending"] + v["scheduled"] for v in data["queues"].values())
     eta = f"ETA {_duration(data['eta_seconds'])}" if data["eta_seconds"] else "nothing queued"
     parts.append(Text(f"backlog {backlog:,} task(s); {eta}"))
     return Group(*parts)
+
+
+RUN_STYLE = {
+    "done": "green",
+    "skipped": "",
+    "failed": "bold red",
+    "running": "yellow",
+    "interrupted": "yellow",
+}
+
+
+def schedule_lines(s: dict[str, Any] | None) -> list[Text]:
+    """The daily update: when it runs next, and what the last run did."""
+    if not s:
+        return []
+    if not s["enabled"]:
+        lines = [Text("schedule: off ([schedule] update is empty, or started with --no-schedule)")]
+    else:
+        where = "" if s["active"] else " (while neo runs)"
+        lines = [
+            Text(
+                f"schedule: update {s['update']!r} ({s['timezone']}), next {s['next_local']}"
+                f"{where}: {', '.join(s['task_types'])}"
+            )
+        ]
+    last = s.get("last")
+    if last:
+        state = last["state"]
+        if state == "running":
+            what = f"running on {last['owner']}"
+        elif state == "interrupted":
+            what = "interrupted; the next look takes it over"
+        else:
+            what = last["summary"]
+        lines.append(
+            Text(
+                f"last update {last['slot_local']}: {state} — {what}",
+                style=RUN_STYLE.get(state, ""),
+            )
+        )
+    return lines
 
 
 @app.command()
