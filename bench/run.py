@@ -99,7 +99,7 @@ def serve(home: Path, symbols: int, limits: dict[str, int], token: str):
 
 def tushare_config(home: Path, url: str, limits: dict[str, int], extra: str = "") -> None:
     (home / "neo.toml").write_text(
-        f'[paths]\ndata_dir = "{home / "data"}"\n'
+        f'[paths]\ndata_dir = "{home / "data"}"\n[schedule]\nupdate = ""\n'
         f'[provider]\nname = "tushare"\n[provider.tushare]\nurl = "{url}"\n'
         "[rate_limits]\n"
         + "".join(f"{api} = {n}\n" for api, n in limits.items())
@@ -308,7 +308,7 @@ def plans_benchmark(symbols: int = 300, limit: int = 500) -> list[dict]:
             )
             try:
                 (home / "neo.toml").write_text(
-                    f'[paths]\ndata_dir = "{home / "data"}"\n'
+                    f'[paths]\ndata_dir = "{home / "data"}"\n[schedule]\nupdate = ""\n'
                     f'[provider]\nname = "tushare"\n[provider.tushare]\nurl = "{server.url}"\n'
                     f"[rate_limits]\ndaily = {limit}\n"
                     f"[plan]\nmulti_symbol = {plans}\nwhole_market = {plans}\n"
@@ -368,7 +368,9 @@ def status_benchmark(units_wanted: int = 100_000) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="neo-bench-") as tmp:
         home = Path(tmp)
-        (home / "neo.toml").write_text(f'[paths]\ndata_dir = "{home / "data"}"\n')
+        (home / "neo.toml").write_text(
+            f'[paths]\ndata_dir = "{home / "data"}"\n[schedule]\nupdate = ""\n'
+        )
         codes = [f"{n:06d}.SZ" for n in range(1, units_wanted // 4 + 2)]
         (home / "codes.txt").write_text("\n".join(codes))
         t = time.perf_counter()

@@ -57,7 +57,10 @@ class Key:
 
     def check(self, value: Any) -> Any:
         """Return the value converted to this key's type, or raise ValueError."""
-        value = self._typed(value)
+        try:
+            value = self._typed(value)
+        except (ValueError, TypeError):
+            raise ValueError from None  # "allowed: …" says it; int()'s own text would not
         return self.validator(value) if self.validator else value
 
     def _typed(self, value: Any) -> Any:
@@ -175,9 +178,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "statements_vip": Key("auto", choices=("auto", "true", "false")),
     },
     "schedule": {
-        # The daily update the supervisor runs by itself ("" = none). configs/neo.toml turns
-        # it on; `neo start --no-schedule` turns it off for one run.
-        "update": Key("", validator=_cron, help=f'a cron expression {CRON_HELP}, or "" for none'),
+        # The daily update the supervisor runs by itself ("" = none); `neo start
+        # --no-schedule` turns it off for one run.
+        "update": Key(
+            "30 18 * * 1-5", validator=_cron, help=f'a cron expression {CRON_HELP}, or "" for none'
+        ),
         "timezone": Key(
             "Asia/Shanghai", validator=_zone, help="an IANA time zone name, e.g. Asia/Shanghai"
         ),

@@ -99,7 +99,6 @@ class Consumer:
     last_exit: int | None = None
     reason: str = ""
     killed: bool = False  # its last stop outlasted the stop timeout and it was killed
-    output: str = ""  # the last lines it printed, when it failed
     restart_at: float | None = None
     log: str = ""
     _proc: Any = field(default=None, repr=False)
@@ -268,7 +267,6 @@ class Supervisor:
                 f"{self.policy.min_uptime:.0f}s of starting; not restarting"
                 + (f" (last output: {last})" if last else "")
             )
-            c.output = tail
             log.error("%s consumer failed: %s\n%s", c.queue, c.reason, tail)
             return
         delay = self.policy.delay(max(1, c.quick_failures), self.rng)

@@ -57,6 +57,9 @@ def base_sections(data_dir: Path, **extra: dict[str, Any]) -> dict[str, dict[str
             "jitter_ms": 1.0,
         },
         "slow": {"batch_timeout": 0.5},
+        # No test runs the daily update by chance (one left running across 18:30 in China
+        # would); the schedule's own tests turn it on.
+        "schedule": {"update": ""},
     }
     for section, keys in extra.items():
         sections.setdefault(section.replace("__", "."), {}).update(keys)

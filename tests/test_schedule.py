@@ -301,6 +301,26 @@ def test_types_run_in_order_and_wait_for_the_symbol_list():
     )
 
 
+def test_the_symbol_list_on_its_way_is_waited_for_even_when_this_run_added_none():
+    """A run taken over after its process died finds stock_basic already queued: it still
+    waits for those units before planning from the symbol list."""
+    sched = schedule(task_types=["stock_basic", "daily"])
+    live = {"stock_basic": 1}
+    events: list[str] = []
+
+    def enqueue_type(kind, on_wait):
+        events.append(kind.name)
+        return done(0, queued=1) if kind.name == "stock_basic" else done(5)
+
+    def sleep(seconds):
+        events.append("wait")
+        live["stock_basic"] = 0
+
+    run_update(sched, china(2026, 12, 2, 18, 30), lambda: None, lambda d: True, enqueue_type,
+               live.get, sleep=sleep)  # fmt: skip
+    assert events == ["stock_basic", "wait", "daily"]
+
+
 def test_a_symbol_list_never_saved_is_waited_for_a_bounded_time():
     sched = schedule(task_types=["stock_basic", "daily"], wait_minutes=2)
     now = [0.0]
@@ -529,7 +549,7 @@ def test_the_shipped_config_has_the_schedule_on():
         "balancesheet",
         "cashflow",
     ]
-    assert not Schedule.from_settings(config.load(environ={}, cwd=Path("/"))).enabled
+    assert Schedule.from_settings(config.load(environ={}, cwd=Path("/"))) == s  # the default
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,18 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def duration(seconds: float | None) -> str:
+    """'42s', '5m03s', '2h07m'; '-' for None."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 def fail(message: str, code: int) -> None:
     err.print(f"[bold red]neo: error:[/] {escape(message)}")
     sys.exit(code)

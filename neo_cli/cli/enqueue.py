@@ -12,6 +12,7 @@ from neo_cli.cli.app import (
     SymbolsFileOption,
     SymbolsOption,
     app,
+    duration,
     err,
     out,
     settings_for,
@@ -133,14 +134,6 @@ def enqueue(
         out.print(f"follow it with: neo task {done.batch}")
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
-    return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
-
-
 def show_plan(kind: str, plan, limits: dict[str, int]) -> None:
     """Each interface's strategies with their calls and time at its limit; the chosen first."""
     out.print(f"dry run: {kind} for {plan.symbols or 'the whole'} symbol(s); nothing enqueued")
@@ -152,14 +145,14 @@ def show_plan(kind: str, plan, limits: dict[str, int]) -> None:
         seconds[api] = chosen.calls / limit * 60
         out.print(
             f"{api}: {chosen.calls:,} call(s) with {chosen.name} ({chosen.note}), "
-            f"about {_duration(seconds[api])} at {limit}/min"
+            f"about {duration(seconds[api])} at {limit}/min"
         )
         for strategy in priced:
             mark = "  <- chosen" if strategy is chosen else ""
             own = limits[strategy.units[0].api] if strategy.units else limit
             out.print(
                 f"    {strategy.name:<13} {strategy.calls:>8,} calls  "
-                f"{_duration(strategy.calls / own * 60):>7}{mark}"
+                f"{duration(strategy.calls / own * 60):>7}{mark}"
             )
     calls = sum(priced[0].calls for priced in plan.choices.values())
     # stock_basic has no strategies to weigh: one call per listing status.
@@ -167,10 +160,10 @@ def show_plan(kind: str, plan, limits: dict[str, int]) -> None:
         n = sum(u.api == api for u in plan.units)
         calls += n
         seconds[api] = n / limits[api] * 60
-        out.print(f"{api}: {n} call(s), about {_duration(seconds[api])} at {limits[api]}/min")
+        out.print(f"{api}: {n} call(s), about {duration(seconds[api])} at {limits[api]}/min")
     out.print(f"skipped {plan.queued} already queued, {plan.current} up to date")
     longest = max(seconds.values(), default=0.0)
     out.print(
-        f"total {calls:,} call(s) in {len(plan.units):,} task(s); about {_duration(longest)} "
+        f"total {calls:,} call(s) in {len(plan.units):,} task(s); about {duration(longest)} "
         "with every interface at its limit (they run side by side)"
     )

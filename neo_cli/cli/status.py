@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from neo_cli.cli.app import ConfigOption, app, out, settings_for
+from neo_cli.cli.app import ConfigOption, app, duration, out, settings_for
 from neo_cli.errors import EXIT_NOT_RUNNING, EXIT_OK, EXIT_UNHEALTHY
 from neo_cli.pipeline import Pipeline
 from neo_cli.status import ProcessSampler, collect
@@ -22,17 +22,6 @@ def exit_code(data: dict[str, Any]) -> int:
     if not data["running"]:
         return EXIT_NOT_RUNNING
     return EXIT_OK if data["healthy"] else EXIT_UNHEALTHY
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _num(n: int | float | None) -> str:
@@ -144,7 +133,7 @@ def render(data: dict[str, Any]) -> Group:
             name,
             Text(v["state"], style=STATE_STYLE.get(v["state"], "")),
             "-" if v["pid"] is None else str(v["pid"]),
-            _duration(v["uptime"]),
+            duration(v["uptime"]),
             _num(v["restarts"]),
             _num(v["cpu_percent"]),
             _num(v["rss_mb"]),
@@ -156,7 +145,7 @@ def render(data: dict[str, Any]) -> Group:
     for note in notes:
         parts.append(Text(note, style="yellow"))
     backlog = sum(v["pending"] + v["scheduled"] for v in data["queues"].values())
-    eta = f"ETA {_duration(data['eta_seconds'])}" if data["eta_seconds"] else "nothing queued"
+    eta = f"ETA {duration(data['eta_seconds'])}" if data["eta_seconds"] else "nothing queued"
     parts.append(Text(f"backlog {backlog:,} task(s); {eta}"))
     return Group(*parts)
 
@@ -190,7 +179,7 @@ def schedule_lines(s: dict[str, Any] | None) -> list[Text]:
         if state == "running":
             what = f"running on {last['owner']}"
         elif state == "interrupted":
-            what = "interrupted; the next look takes it over"
+            what = "its process stopped mid-run; the next start takes it over"
         else:
             what = last["summary"]
         lines.append(

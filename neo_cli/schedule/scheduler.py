@@ -93,7 +93,7 @@ class Scheduler:
             "scheduled update for %s: starting%s%s",
             when,
             f", {_ago(late)} late (missed while neo was down)" if late > 120 else "",
-            f" (taking over from a run that stopped, {claim.takeovers})" if claim.takeovers else "",
+            " (taking over a run whose process stopped)" if claim.takeovers else "",
         )
         renewed = [now]
 
@@ -109,7 +109,7 @@ class Scheduler:
         try:
             outcome = self.run(slot, keep_alive)
         except Interrupted as exc:
-            log.warning("scheduled update for %s: interrupted (%s); it runs again later", when, exc)
+            log.warning("scheduled update for %s: interrupted (%s); taken over later", when, exc)
             self.book.release(NAME, slot, self.owner)
             return None
         except Exception as exc:  # noqa: BLE001 - a bug in one run must not end the schedule
@@ -134,10 +134,7 @@ class Scheduler:
         """A run claimed by a process of this host that is gone (this supervisor's killed
         predecessor) is free now, not when its lease runs out."""
         last = self.book.last(NAME)
-        if last is None or not last.live(self.clock()):
-            return
-        host, _, pid = last.owner.rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid)):
+        if last is not None and last.live(self.clock()) and gone(last.owner):
             log.warning("schedule: the run claimed by %s, which is gone, is free", last.owner)
             self.book.release(NAME, last.slot, last.owner)
 
@@ -174,6 +171,12 @@ class Scheduler:
             self._thread.join(timeout)
 
 
+def gone(owner: str) -> bool:
+    """`owner` (host:pid) is a process of this host that no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid))
+
+
 def _ago(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
@@ -206,8 +209,8 @@ def view(schedule: Schedule, book: RunBook | None, now: float, active: bool) -> 
     last = book.last(NAME) if book is not None else None
     if last is not None:
         state = last.state
-        if state == "running" and not last.live(now):
-            state = "interrupted"  # its process stopped renewing; the next look takes it over
+        if state == "running" and (not last.live(now) or gone(last.owner)):
+            state = "interrupted"  # its process stopped; the next look takes it over
         out["last"] = {
             "slot": last.slot,
             "slot_local": (schedule.cron.describe(last.slot) if schedule.cron else _utc(last.slot)),

@@ -201,7 +201,7 @@ def run_update(
             plan.queued,
             plan.current,
         )
-        if not kind.needs_symbols and done.ids:
+        if not kind.needs_symbols:  # its units may be this run's or an earlier one's
             fillers += kind.datasets
     return outcome
 
