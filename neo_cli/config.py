@@ -127,6 +127,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "queue": {
         "storage": Key("sqlite", choices=("sqlite", "redis")),
         "redis_url": Key("redis://127.0.0.1:6379/0"),
+        # With storage = "redis": this database's queues on that Redis. Every machine working
+        # for one database uses the same name; two databases on one Redis use two.
+        "cluster": Key("neo"),
+        # storage = "redis": a task a worker took goes back on its queue this long after its
+        # consumer stopped renewing (SIGKILL, power or network lost).
+        "lease_seconds": Key(30.0, float, 3, 3600),
         "max_pending": Key(200_000, int, 1, 100_000_000),
         "fsync": Key(True, bool),
     },

@@ -36,6 +36,7 @@ from neo_cli.limits import build_limiters
 from neo_cli.metrics import MetricsStore, Recorder
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline, SlowRuntime
+from neo_cli.queues.leases import LeaseKeeper, owner_id
 from neo_cli.recovery import LostDownloads
 from neo_cli.runstate import hold
 from neo_cli.tasktypes import DATASETS
@@ -161,7 +162,12 @@ def prepare(database: Database, ledger: Ledger, recorder: Recorder) -> bool:
 
 
 def serve(huey, workers: int, recorder: Recorder, max_delay: float, stopping=None) -> int:
-    """Run Huey's consumer until it is stopped; `stopping` (an Event) is set when it is."""
+    """Run Huey's consumer until it is stopped; `stopping` (an Event) is set when it is. On
+    a storage with leases, this consumer's are kept alive meanwhile and dead ones reaped."""
+    keeper = None
+    if huey.storage.has_leases:
+        huey.storage.owner = owner_id(huey.name)
+        keeper = LeaseKeeper(huey.storage, huey.storage.owner, huey.storage.lease / 3).start()
     consumer = huey.create_consumer(
         workers=workers,
         worker_type="thread",
@@ -182,7 +188,11 @@ def serve(huey, workers: int, recorder: Recorder, max_delay: float, stopping=Non
     recorder.probes["in_flight"] = lambda: len(huey._tasks_in_flight)
     recorder.probes["heartbeat"] = time.time
     log.info("%s consumer up: pid %d, %d workers", huey.name, os.getpid(), workers)
-    consumer.run()
+    try:
+        consumer.run()
+    finally:
+        if keeper is not None:
+            keeper.stop()
     log.info("%s consumer stopped", huey.name)
     return 0
 

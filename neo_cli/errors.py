@@ -8,6 +8,7 @@
     ├── QueueFull                 enqueue would pass [queue] max_pending                (exit 6)
     ├── DatabaseUnavailable       the DuckDB file is locked, corrupt or unwritable      (exit 7)
     ├── LimiterUnavailable        the shared rate limiter (Redis) cannot be reached     (exit 8)
+    ├── QueueUnavailable          the queues on Redis cannot be reached                 (exit 8)
     ├── SlotTooFar                the next call slot is further away than a caller waits
     ├── SplitNeeded               a packed call must be asked again one symbol at a time
     └── ProviderError             anything an API call ends with
@@ -138,6 +139,17 @@ class LimiterUnavailable(NeoError):
 
     def __init__(self, where: str, why: str = ""):
         super().__init__(f"limiter: Redis unreachable at {where}" + (f" ({why})" if why else ""))
+        self.where, self.why = where, why
+
+
+class QueueUnavailable(NeoError):
+    """Raised when the queues' Redis cannot be reached to enqueue; nothing was enqueued.
+    (Consumers do not raise it: they wait and reconnect.)"""
+
+    exit_code = EXIT_LIMITER  # one code for "Redis cannot be reached"
+
+    def __init__(self, where: str, why: str = ""):
+        super().__init__(f"queue: Redis unreachable at {where}" + (f" ({why})" if why else ""))
         self.where, self.why = where, why
 
 

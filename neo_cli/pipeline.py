@@ -51,6 +51,9 @@ class Pipeline:
                 path=self.paths.queue_file(name),
                 kinds=list(INTERFACES),
                 fsync=q["fsync"],
+                redis_url=q["redis_url"],
+                cluster=q["cluster"],
+                lease=q["lease_seconds"],
             )
             for name in ("fast", "slow")
         )

@@ -80,11 +80,11 @@ def recover(pipeline: Pipeline, ledger: Ledger, fast: bool = True, slow: bool = 
         # Ledger first, queue second: a unit the ledger shows was enqueued before it was
         # recorded, so reading in this order never mistakes a unit in transit for a lost one.
         live = _unowned(pipeline, ledger.live_units(("queued", "retrying")))
-        queued = pipeline.fast.storage.queued_ids()
+        queued = pipeline.fast.storage.known_ids()
         _requeue(pipeline, ledger, [r for r in live if r.unit.id not in queued], found)
     if slow:
         live = _unowned(pipeline, ledger.live_units(("saving",)))
-        saving = pipeline.slow.storage.queued_ids()
+        saving = pipeline.slow.storage.known_ids()
         _requeue(pipeline, ledger, [r for r in live if r.save_id not in saving], found)
     if found.downloads or found.saves:
         log.warning("recovery: %s", found)
@@ -117,7 +117,7 @@ class LostDownloads:
         100,000 units); whole records only for the few it finds missing."""
         before = self.in_flight()
         live = self.ledger.live_ids(("queued", "retrying"))
-        queued = self.pipeline.fast.storage.queued_ids()
+        queued = self.pipeline.fast.storage.known_ids()
         missing = live - queued - before - self.in_flight()
         suspects = self._suspects & missing
         records = (self.ledger.get(uid) for uid in suspects)

@@ -77,6 +77,7 @@ app = typer.Typer(
     help="Keep a local DuckDB database of A-share market data current, at the API's limits.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # help says "[fast] workers": brackets are text, not markup
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from neo_cli.cli.app import ConfigOption, app, out, settings_for
 
@@ -64,7 +65,7 @@ def start(
             f"neo running in the foreground for {pre.paths.root}; Ctrl-C stops it. "
             f"Logs: {pre.paths.logs}"
         )
-        out.print(f"  schedule    {describe_schedule(schedule)}")
+        out.print(f"  schedule    {escape(describe_schedule(schedule))}")
         raise typer.Exit(supervisor.serve(settings, stop_timeout, foreground=True))
     state, notes = control.start_background(settings, stop_timeout)
     for note in notes:
@@ -74,7 +75,7 @@ def start(
     out.print(f"  supervisor  pid {sup['pid']:<8} log {sup['log']}")
     for name, c in state["consumers"].items():
         out.print(f"  {name:<10}  pid {c['pid']:<8} log {c['log']}")
-    out.print(f"  schedule    {describe_schedule(schedule)}")
+    out.print(f"  schedule    {escape(describe_schedule(schedule))}")
 
 
 def describe_schedule(schedule) -> str:

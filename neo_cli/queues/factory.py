@@ -9,31 +9,61 @@ from huey import Huey
 from huey.serializer import Serializer
 
 from neo_cli.errors import InputError
+from neo_cli.queues.redis import KindRedisStorage
 from neo_cli.queues.sqlite import KindSqliteStorage
 
 _serializer = Serializer()
 
 
-def describe(data: bytes) -> tuple[str, str]:
-    """(kind, task id) of a serialized neo task: its first argument is its kind."""
+def describe(data: bytes) -> tuple[str, str, int]:
+    """(kind, task id, priority) of a serialized neo task: its first argument is its kind."""
     message = _serializer.deserialize(data)
     kind = message.args[0] if message.args else ""
-    return str(kind), str(message.id)
+    return str(kind), str(message.id), int(message.priority or 0)
 
 
 class NeoHuey(Huey):
     """Huey, telling its storage the kind and id of each task it serializes."""
 
+    def execute(self, task, timestamp=None):
+        """Run a task, then end its lease (storages with leases): done, failed, retried or
+        rescheduled alike, it is no longer this worker's. A worker that dies before this
+        leaves the lease to expire, and the task goes back on its queue."""
+        result = super().execute(task, timestamp)
+        self.storage.ack(task.id)
+        return result
+
     def serialize_task(self, task):
         data = super().serialize_task(task)
         hint = getattr(self.storage, "hint", None)
         if hint is not None:
-            hint(data, str(task.args[0]) if task.args else "", str(task.id))
+            hint(data, str(task.args[0]) if task.args else "", str(task.id), task.priority or 0)
         return data
 
 
-def make_huey(name: str, *, storage: str, path: Path, kinds: Sequence[str], fsync: bool) -> Huey:
+def make_huey(
+    name: str,
+    *,
+    storage: str,
+    path: Path,
+    kinds: Sequence[str],
+    fsync: bool,
+    redis_url: str = "",
+    cluster: str = "neo",
+    lease: float = 30.0,
+) -> Huey:
     """A Huey instance named `name` (`fast` or `slow`) on the configured storage."""
+    if storage == "redis":
+        return NeoHuey(
+            name,
+            results=False,
+            storage_class=KindRedisStorage,
+            url=redis_url,
+            cluster=cluster,
+            lease=lease,
+            describe=describe,
+            kinds=kinds,
+        )
     if storage == "sqlite":
         return NeoHuey(
             name,
@@ -46,4 +76,4 @@ def make_huey(name: str, *, storage: str, path: Path, kinds: Sequence[str], fsyn
             describe=describe,
             kinds=kinds,
         )
-    raise InputError(f"queue storage {storage!r} is not available yet; allowed: 'sqlite'")
+    raise InputError(f"unknown queue storage {storage!r}; allowed: 'sqlite', 'redis'")

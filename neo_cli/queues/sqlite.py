@@ -1,29 +1,25 @@
-"""Huey's SQLite storage, taught two things neo needs.
+"""The queue on SQLite (one data directory): Huey's SqliteStorage with neo's contract
+(`neo_cli.queues.base`).
 
-1. **Kinds.** Each task row carries its kind (the API interface of a download, the table of a
-   save) and its task id in columns of their own, so the queue can be counted per kind and
-   searched by id without unpickling a single task.
-2. **A gated dequeue.** `gate()` names the kinds a worker may take now. The fast consumer's gate
-   answers with the interfaces whose rate limiter has a slot coming up; a worker never takes a
-   task it would have to sit on, so fifty workers cannot all end up waiting on one slow
-   interface while another interface's budget goes unspent (head-of-line blocking).
+Each task row carries its kind and task id in columns of their own, so the queue is counted per
+kind and searched by id without unpickling a task. The gated dequeue means a worker never takes
+a task it would have to sit on, so fifty workers cannot all end up waiting on one slow interface
+while another interface's budget goes unspent (head-of-line blocking). No leases: a consumer's
+lost work is found from the ledger when it is restarted (`neo_cli.recovery`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from huey.storage import SqliteStorage
 
-# (kind, task id) of a serialized task.
-Describe = Callable[[bytes], tuple[str, str]]
-# The kinds a worker may take now, or None for "any".
-Gate = Callable[[], Iterable[str] | None]
+from neo_cli.queues.base import Describe, Item, NeoStorage
 
 
-class KindSqliteStorage(SqliteStorage):
+class KindSqliteStorage(NeoStorage, SqliteStorage):
     table_task = (
         "create table if not exists task (id integer not null primary key, "
         "queue text not null, data blob not null, priority real not null default 0.0, "
@@ -50,36 +46,28 @@ class KindSqliteStorage(SqliteStorage):
     ]
 
     def __init__(self, name: str, *, describe: Describe, kinds: Sequence[str], **kwargs):
-        self._describe = describe
-        self._hint = threading.local()
-        self.kinds = tuple(kinds)
-        self.gate: Gate = lambda: None
-        self.taken: Callable[[str], None] = lambda kind: None  # told what each dequeue took
+        self._setup(describe, kinds)
         self._present_lock = threading.Lock()
         self._present_at = float("-inf")
         self._present_kinds: set[str] = set()
         super().__init__(name, **kwargs)
 
-    def hint(self, data: bytes, kind: str, tid: str) -> None:
-        """What the task just serialized in this thread is: spares unpickling it again (a save
-        task carries thousands of rows) to learn its kind and id."""
-        self._hint.value = (data, kind, tid)
-
-    def describe(self, data: bytes) -> tuple[str, str]:
-        hint = getattr(self._hint, "value", None)
-        if hint is not None and hint[0] is data:
-            return hint[1], hint[2]
-        return self._describe(data)
-
     def enqueue(self, data, priority=None):
-        kind, tid = self.describe(data)
+        kind, tid, _ = self.describe(data)
         self.sql(
             "insert into task (queue, data, priority, kind, tid) values (?, ?, ?, ?, ?)",
             (self.name, self.to_blob(data), priority or 0, kind, tid),
             commit=True,
         )
+        self._now_present({kind})
 
-    def enqueue_many(self, items: Iterable[tuple[bytes, float | None, str, str]]) -> int:
+    def _now_present(self, kinds: set[str]) -> None:
+        """Kinds this process just enqueued are there: no need to wait for the next look
+        (retries and rescheduled tasks are enqueued by the consumer that dequeues them)."""
+        with self._present_lock:
+            self._present_kinds = self._present_kinds | kinds
+
+    def enqueue_many(self, items: Iterable[Item]) -> int:
         """Enqueue many serialized tasks — (data, priority, kind, id) — in one transaction."""
         rows = [
             (self.name, self.to_blob(data), priority or 0, kind, tid)
@@ -90,6 +78,7 @@ class KindSqliteStorage(SqliteStorage):
                 "insert into task (queue, data, priority, kind, tid) values (?, ?, ?, ?, ?)",
                 rows,
             )
+        self._now_present({kind for _, _, _, kind, _ in rows})
         return len(rows)
 
     PRESENT_TTL = 0.5  # seconds a look at which kinds have tasks is reused
@@ -116,9 +105,8 @@ class KindSqliteStorage(SqliteStorage):
         return found
 
     def dequeue(self):
-        allowed = self.gate()
         present = self._present()
-        kinds = tuple(k for k in (self.kinds if allowed is None else allowed) if k in present)
+        kinds = tuple(k for k in self.allowed_kinds() if k in present)
         if not kinds:
             return None
         # A cheap look before the exclusive lock: fifty idle workers poll this.
@@ -144,7 +132,7 @@ class KindSqliteStorage(SqliteStorage):
         return best[2]
 
     def add_to_schedule(self, data, ts):
-        kind, tid = self.describe(data)
+        kind, tid, _ = self.describe(data)
         self.sql(
             "insert into schedule (queue, data, timestamp, kind, tid) values (?, ?, ?, ?, ?)",
             (self.name, self.to_blob(data), ts.timestamp(), kind, tid),

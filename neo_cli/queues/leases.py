@@ -1,0 +1,69 @@
+"""Keeping a consumer's leases alive, and putting dead consumers' tasks back.
+
+Each consumer on a storage with leases runs one `LeaseKeeper`: every `lease / 3` seconds it
+renews every lease it holds, and reaps — puts back on their queues — the tasks whose leases ran
+out (their consumer was SIGKILLed, its machine lost power or network). So a lost consumer's
+work is back within one lease and one beat, on whichever machines still run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from neo_cli.queues.base import NeoStorage
+
+log = logging.getLogger("neo.queue")
+
+
+def owner_id(queue: str) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{queue}"
+
+
+class LeaseKeeper:
+    def __init__(self, storage: NeoStorage, owner: str, every: float):
+        self.storage, self.owner, self.every = storage, owner, every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = 0
+
+    def beat(self) -> tuple[int, int]:
+        """Renew, then reap: (leases renewed, tasks put back)."""
+        renewed = self.storage.renew(self.owner)
+        back = self.storage.reap()
+        if back:
+            log.warning(
+                "queue %s: %d task(s) whose consumer stopped renewing its lease are back",
+                self.storage.name,
+                back,
+            )
+        return renewed, back
+
+    def start(self) -> LeaseKeeper:
+        def loop() -> None:
+            while not self._stop.wait(self.every):
+                try:
+                    self.beat()
+                    if self._failing:
+                        log.info("queue %s: leases renewed again", self.storage.name)
+                    self._failing = 0
+                except Exception as exc:  # noqa: BLE001 - Redis away: try again next beat
+                    self._failing += 1
+                    if self._failing in (1, 10) or self._failing % 100 == 0:
+                        log.warning(
+                            "queue %s: renewing leases failed (%s: %s); retrying",
+                            self.storage.name,
+                            type(exc).__name__,
+                            exc,
+                        )
+
+        self._thread = threading.Thread(target=loop, name="lease-keeper", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
