@@ -174,6 +174,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "stable_after": Key(60.0, float, 0, 86_400),
         "max_quick_failures": Key(5, int, 1, 1000),
         "ready_timeout": Key(60.0, float, 1, 3600),
+        # Which consumers this machine runs: "all" (one machine), "fast" (downloads only:
+        # never touches DuckDB or the ledger) or "slow" (the one writer, beside the DuckDB
+        # file and the ledger). fast and slow need [queue] storage = "redis".
+        "role": Key("all", choices=("all", "fast", "slow")),
     },
     "plan": {
         "multi_symbol": Key(True, bool),
@@ -344,6 +348,13 @@ def _validate(raw: Mapping[str, Mapping[str, Any]], sources: Mapping[str, str]) 
                     f"invalid [{section}] {name} = {shown} (from {origin}){why}; "
                     f"allowed: {key.allowed()}"
                 ) from None
+    role = values["supervisor"]["role"]
+    if role != "all" and values["queue"]["storage"] != "redis":
+        raise InputError(
+            f"role {role!r} (from {sources.get('supervisor.role', 'defaults')}) needs "
+            '[queue] storage = "redis": the queues every machine shares; allowed on one '
+            "machine: 'all'"
+        )
     if "redis" in (values["queue"]["storage"], values["limiter"]["backend"]):
         origin = sources.get("queue.redis_url", "defaults")
         check_redis_url(values["queue"]["redis_url"], origin)

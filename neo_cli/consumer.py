@@ -16,6 +16,7 @@ import logging
 import logging.handlers
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 import psutil
 from huey import signals as S
 
-from neo_cli import config, logs
+from neo_cli import __version__, config, logs
 from neo_cli.backoff import Backoff
 from neo_cli.db.database import Database
 from neo_cli.db.saver import BatchSaver
@@ -38,8 +39,9 @@ from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline, SlowRuntime
 from neo_cli.queues.leases import LeaseKeeper, owner_id
 from neo_cli.recovery import LostDownloads
+from neo_cli.remote_ledger import RemoteLedger, publish_flags
 from neo_cli.runstate import hold
-from neo_cli.tasktypes import DATASETS
+from neo_cli.tasktypes import DATASETS, STATEMENTS
 
 log = logging.getLogger("neo.consumer")
 
@@ -84,7 +86,10 @@ class Throttle:
 
 def run_fast(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) -> int:
     v = settings.values
-    ledger = Ledger(pipeline.paths.ledger)
+    # A download machine (--role fast) has no ledger: it sends what it would write to the
+    # machine that keeps it (neo_cli.remote_ledger).
+    remote = v["supervisor"]["role"] == "fast"
+    ledger = RemoteLedger(pipeline) if remote else Ledger(pipeline.paths.ledger)
     # A worker waiting for its call slot (up to a minute at a low limit) wakes when the
     # consumer is told to stop, gives the slot up and lets its task be rescheduled.
     stopping = threading.Event()
@@ -98,17 +103,26 @@ def run_fast(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) 
     )
     recorder.probes["paused"] = limiters.pauses
     huey = pipeline.fast
-    lost = LostDownloads(
-        pipeline,
-        ledger,
-        lambda: {t.id for t in list(huey._tasks_in_flight)},
-        v["fast"]["lost_sweep_seconds"],
-    )
-    lost.start()
+    lost = None
+    if not huey.storage.has_leases:  # on Redis the slow consumer sweeps, for every machine
+        lost = LostDownloads(
+            pipeline,
+            ledger,
+            lambda: {t.id for t in list(huey._tasks_in_flight)},
+            v["fast"]["lost_sweep_seconds"],
+        ).start()
     try:
-        return serve(huey, v["fast"]["workers"], recorder, max_delay=0.25, stopping=stopping)
+        return serve(
+            huey,
+            v["fast"]["workers"],
+            recorder,
+            max_delay=0.25,
+            stopping=stopping,
+            role=v["supervisor"]["role"],
+        )
     finally:
-        lost.stop()
+        if lost is not None:
+            lost.stop()
         provider.close()
         ledger.close()
 
@@ -128,12 +142,29 @@ def run_slow(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) 
         idle_flush=v["slow"]["idle_flush"],
     ).start()
     pipeline.attach_slow(
-        SlowRuntime(saver, recorder), max_buffered_rows=max(5 * v["slow"]["batch_size"], 50_000)
+        SlowRuntime(saver, recorder, ledger),
+        max_buffered_rows=max(5 * v["slow"]["batch_size"], 50_000),
     )
     recorder.probes["buffered_rows"] = lambda: saver.buffered_rows
+    lost = None
+    if pipeline.fast.storage.has_leases:
+        # Queues on Redis: downloads run on any machine, leased; this one, which keeps the
+        # ledger, looks for any the queue lost (in no queue and under no lease, twice).
+        publish_flags(pipeline, ledger, STATEMENTS)
+        lost = LostDownloads(
+            pipeline, ledger, lambda: set(), v["fast"]["lost_sweep_seconds"]
+        ).start()
     try:
-        return serve(pipeline.slow, v["slow"]["workers"], recorder, max_delay=0.5)
+        return serve(
+            pipeline.slow,
+            v["slow"]["workers"],
+            recorder,
+            max_delay=0.5,
+            role=v["supervisor"]["role"],
+        )
     finally:
+        if lost is not None:
+            lost.stop()
         saver.close()
         ledger.close()
 
@@ -161,13 +192,28 @@ def prepare(database: Database, ledger: Ledger, recorder: Recorder) -> bool:
             time.sleep(delay)
 
 
-def serve(huey, workers: int, recorder: Recorder, max_delay: float, stopping=None) -> int:
+def serve(
+    huey, workers: int, recorder: Recorder, max_delay: float, stopping=None, role: str = "all"
+) -> int:
     """Run Huey's consumer until it is stopped; `stopping` (an Event) is set when it is. On
     a storage with leases, this consumer's are kept alive meanwhile and dead ones reaped."""
     keeper = None
     if huey.storage.has_leases:
         huey.storage.owner = owner_id(huey.name)
-        keeper = LeaseKeeper(huey.storage, huey.storage.owner, huey.storage.lease / 3).start()
+        record = {
+            "id": huey.storage.owner,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queue": huey.name,
+            "role": role,
+            "version": __version__,
+            "workers": workers,
+            "data_dir": str(huey.storage.data_dir),
+            "started": time.time(),
+        }
+        keeper = LeaseKeeper(
+            huey.storage, huey.storage.owner, huey.storage.lease / 3, record
+        ).start()
     consumer = huey.create_consumer(
         workers=workers,
         worker_type="thread",

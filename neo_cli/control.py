@@ -40,7 +40,8 @@ def preflight(settings: Settings) -> Preflight:
     except BaseException:
         backend.close()
         raise
-    Pipeline(settings)  # the queue storage is usable (raises on one that is not)
+    pipeline = Pipeline(settings)  # the queue storage is usable (raises on one that is not)
+    role = settings.values["supervisor"]["role"]
     info = read_pid(paths)  # raises on a pid file holding garbage
     if lock_is_held(paths):
         raise AlreadyRunning(info.pid or 0, str(paths.root))
@@ -55,11 +56,11 @@ def preflight(settings: Settings) -> Preflight:
                 "see `neo logs fast`",
             )
         time.sleep(0.5)
-    notes = []
+    notes = redis_notes(pipeline, role) if pipeline.fast.storage.has_leases else []
     if info.pid is not None and not info.alive:
         paths.pid_file.unlink(missing_ok=True)
         notes.append(f"removed a stale pid file ({info.stale})")
-    if paths.database.exists():
+    if role != "fast" and paths.database.exists():
         with Database(paths.database).writer():
             pass  # raises DatabaseUnavailable: corrupt, unwritable, held by another program
     try:
@@ -69,6 +70,48 @@ def preflight(settings: Settings) -> Preflight:
     finally:
         backend.close()
     return Preflight(paths, notes)
+
+
+# What a Redis that holds the queues must be set to, and what each other value risks.
+REDIS_NEEDS = {
+    "maxmemory-policy": (
+        "noeviction",
+        "under memory pressure Redis may evict queued tasks; set maxmemory-policy noeviction",
+    ),
+    "appendonly": (
+        "yes",
+        "a Redis restart loses every queued task; set appendonly yes (appendfsync everysec)",
+    ),
+}
+
+
+def redis_notes(pipeline: Pipeline, role: str) -> list[str]:
+    """Refuse a second writer for the cluster's database; warn of Redis settings that can
+    lose queued work."""
+    storage = pipeline.fast.storage
+    try:
+        consumers = storage.consumers()
+        config_of = storage.conn.config_get
+        found = {k: config_of(k).get(k, "") for k in REDIS_NEEDS}
+    except Exception as exc:  # noqa: BLE001 - unreachable: the same error enqueue gives
+        raise storage.unavailable(exc) from None
+    if role in ("all", "slow"):
+        writers = [c for c in consumers if c.get("queue") == "slow" and not c["lost"]]
+        if writers:
+            w = writers[0]
+            raise AlreadyRunning(
+                int(w.get("pid", 0)),
+                "",
+                f"a slow consumer already writes cluster {storage.cluster!r}'s database: "
+                f"{w['id']} (heartbeat {w['age']:.0f}s ago, data dir {w.get('data_dir', '?')});"
+                " one writer per [queue] cluster — start this machine with --role fast",
+            )
+    notes = []
+    for key, (want, risk) in REDIS_NEEDS.items():
+        value = found.get(key, "")
+        if value and value != want:
+            notes.append(f"Redis at {storage.where}: {key} is {value!r}: {risk}")
+    return notes
 
 
 def start_background(

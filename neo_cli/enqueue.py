@@ -19,6 +19,7 @@ from neo_cli.pipeline import Pipeline
 from neo_cli.planner import Plan, Request, plan_for
 from neo_cli.providers import build_provider
 from neo_cli.recovery import adopt_orphans
+from neo_cli.remote_ledger import publish_universe
 from neo_cli.runstate import planning
 from neo_cli.units import new_batch_id
 
@@ -93,6 +94,8 @@ def _enqueue(settings, request, pipeline, ledger, provider, wait, on_wait, sleep
     pending = pipeline.fast_backlog()
     if units and not wait and pending + len(units) > limit:
         raise QueueFull(pending, len(units), limit)
+    # Download machines read a whole-market batch's symbols from Redis: there before its units.
+    publish_universe(pipeline, batch, plan.universe, settings.values["ledger"]["keep_days"])
     for i in range(0, len(units), CHUNK):
         chunk = units[i : i + CHUNK]
         while True:

@@ -129,6 +129,8 @@ class UnitRecord:
 class Ledger:
     """The ledger and catalog in `<data_dir>/ledger.db`."""
 
+    remote = False  # a download machine's stand-in is `neo_cli.remote_ledger.RemoteLedger`
+
     def __init__(self, path: Path, durable: bool = False, clock=time.time):
         self.path = path
         self.clock = clock
@@ -335,6 +337,12 @@ class Ledger:
                 "update units set state = 'split', updated = ? where id = ?",
                 (self.clock(), unit.id),
             )
+
+    def split_units(self, unit: Unit, children: list[Unit], enqueue) -> None:
+        """Record the split first, then enqueue the children: a crash in between leaves
+        units recovery finds (the same call a download machine sends as a ledger task)."""
+        self.split(unit, children)
+        enqueue(children)
 
     def attempt_failed(self, unit: Unit, error: str, error_class: str) -> int:
         """Count a failed attempt; return the attempts made so far."""

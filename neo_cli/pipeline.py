@@ -20,6 +20,7 @@ from huey.exceptions import RetryTask
 
 from neo_cli.config import Settings
 from neo_cli.download import Downloader, attempt
+from neo_cli.ledger import Ledger
 from neo_cli.metrics import Recorder
 from neo_cli.paths import Paths
 from neo_cli.queues.factory import make_huey
@@ -27,6 +28,7 @@ from neo_cli.tasktypes import INTERFACES
 from neo_cli.units import Unit
 
 log = logging.getLogger("neo.tasks")
+LEDGER = "ledger"  # the kind of the slow queue's ledger tasks (from download machines)
 LATER = 30.0  # seconds before a download that hit an unexpected error runs again
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 class SlowRuntime:
     saver: BatchSaver
     recorder: Recorder
+    ledger: Ledger | None = None  # applies the ledger tasks of download machines
 
 
 class Pipeline:
@@ -49,7 +52,7 @@ class Pipeline:
                 name,
                 storage=q["storage"],
                 path=self.paths.queue_file(name),
-                kinds=list(INTERFACES),
+                kinds=[*INTERFACES, LEDGER] if name == "slow" else list(INTERFACES),
                 fsync=q["fsync"],
                 redis_url=q["redis_url"],
                 cluster=q["cluster"],
@@ -57,8 +60,11 @@ class Pipeline:
             )
             for name in ("fast", "slow")
         )
+        for huey in (self.fast, self.slow):
+            huey.storage.data_dir = self.paths.root  # named in the cluster's registrations
         self.download = self.fast.task(name="download")(self._download)
-        self.save = self.slow.task(name="save")(self._save)
+        self.save = self.slow.task(name="save", context=True)(self._save)
+        self.ledger_task = self.slow.task(name="ledger")(self._ledger_event)
         self.fast_rt: Downloader | None = None
         self.slow_rt: SlowRuntime | None = None
 
@@ -106,12 +112,12 @@ class Pipeline:
 
         def gate() -> list[str] | None:
             saver = runtime.saver
-            if not saver.healthy:
+            if not saver.healthy:  # ledger tasks never wait for the database
                 runtime.recorder.gauge("throttled", f"database unavailable: {saver.last_error}")
-                return []
+                return [LEDGER]
             if saver.buffered_rows >= max_buffered_rows:
                 runtime.recorder.gauge("throttled", f"{saver.buffered_rows} rows waiting to flush")
-                return []
+                return [LEDGER]
             runtime.recorder.gauge("throttled", "")
             return None
 
@@ -139,21 +145,40 @@ class Pipeline:
         if outcome.retry_in is not None:
             raise RetryTask(delay=outcome.retry_in)
         if outcome.split:
-            rt.ledger.split(unit, outcome.split)  # recorded first: recovery covers a crash
-            self.enqueue_units(outcome.split)
+            rt.ledger.split_units(unit, outcome.split, self.enqueue_units)
             return
         if outcome.reply is None:
             return  # dead-lettered, and recorded as such
         if outcome.reply.items:
             reply = outcome.reply
-            save = self.save.s(api, tuple(reply.fields), reply.items, unit.id)
+            # A download machine's save carries its unit: the slow side marks it saving.
+            carried = unit.to_dict() if rt.ledger.remote else None
+            save = self.save.s(api, tuple(reply.fields), reply.items, unit.id, carried)
             self.slow.enqueue(save)  # before the ledger mark: see neo_cli.ledger
             rt.ledger.mark_saving(unit, save.id, len(reply.items))
         else:
             rt.ledger.mark_empty(unit)
 
-    def _save(self, api: str, fields: tuple[str, ...], items: list[list], unit_id: str) -> None:
+    def _save(
+        self,
+        api: str,
+        fields: tuple[str, ...],
+        items: list[list],
+        unit_id: str,
+        unit: dict | None = None,
+        task=None,
+    ) -> None:
         rt = self.slow_rt
         if rt is None:
             raise RuntimeError("save task ran in a process without a slow runtime")
+        if unit is not None and rt.ledger is not None:  # from a download machine
+            rt.ledger.mark_saving(Unit.from_dict(unit), task.id, len(items))
         rt.saver.add(api, fields, items, unit_id)
+
+    def _ledger_event(self, kind: str, op: str, args: list) -> None:
+        rt = self.slow_rt
+        if rt is None or rt.ledger is None:
+            raise RuntimeError("ledger task ran in a process without the ledger")
+        from neo_cli.remote_ledger import apply
+
+        apply(rt.ledger, self, op, list(args))

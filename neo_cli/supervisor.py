@@ -51,6 +51,7 @@ from neo_cli.spawn import spawn_module
 log = logging.getLogger("neo.supervisor")
 
 QUEUES = ("fast", "slow")
+ROLE_QUEUES = {"all": QUEUES, "fast": ("fast",), "slow": ("slow",)}
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,10 @@ class Supervisor:
         self.clock, self.wall, self.sleep = clock, wall, sleep
         self.rng = rng or random.Random()
         self.tick = tick
-        self.consumers = {q: Consumer(q, log=str(self.paths.log_file(q))) for q in QUEUES}
+        self.role = settings.values["supervisor"]["role"]
+        self.consumers = {
+            q: Consumer(q, log=str(self.paths.log_file(q))) for q in ROLE_QUEUES[self.role]
+        }
         self.stop_requested: float | None = None  # the stop timeout, once asked
         self.state = "starting"
         self.started = wall()
@@ -186,8 +190,10 @@ class Supervisor:
     def open(self) -> None:
         """Resources the loop uses: the queues, the ledger, the metrics store."""
         self._pipeline = Pipeline(self.settings)
-        self._ledger = Ledger(self.paths.ledger)
         self._metrics = MetricsStore(self.paths.metrics)
+        if self.role == "fast":
+            return  # a download machine: no ledger here (leases bring its lost work back)
+        self._ledger = Ledger(self.paths.ledger)
         if Schedule.from_settings(self.settings).enabled:
             self._book = SqliteRunBook(self.paths.ledger)
             self.scheduler = scheduler_for(self.settings, self._book, clock=self.wall)

@@ -22,8 +22,14 @@ def test_a_killed_consumers_leased_tasks_come_back_and_rows_stay_exactly_once(ho
     home.configure(
         queue={"storage": "redis", "redis_url": own_redis.url, "lease_seconds": 3.0},
         provider__simulated={"symbols": SYMBOLS, "latency_ms": 40.0, "jitter_ms": 20.0},
-        rate_limits={"stock_basic": 600, "daily": 900, "adj_factor": 900, "income": 900,
-                     "balancesheet": 900, "cashflow": 900},  # fmt: skip
+        rate_limits={
+            "stock_basic": 600,
+            "daily": 900,
+            "adj_factor": 900,
+            "income": 900,
+            "balancesheet": 900,
+            "cashflow": 900,
+        },  # fmt: skip
         plan={"multi_symbol": False, "whole_market": False, "statements_vip": "false"},
         supervisor={"restart_base_delay": 0.2, "restart_max_delay": 1.0, "min_uptime": 1.0},
     )

@@ -124,6 +124,7 @@ def settings_for(config_file: Path | None, overrides: dict[str, Any] | None = No
 config.register_flag("fast.workers", "--fast-workers")
 config.register_flag("slow.workers", "--slow-workers")
 config.register_flag("schedule.update", "--no-schedule")
+config.register_flag("supervisor.role", "--role")
 
 
 def main() -> None:

@@ -32,6 +32,16 @@ def start(
     stop_timeout: Annotated[
         float, typer.Option("--stop-timeout", min=0, help="Seconds a stop waits before killing.")
     ] = 30.0,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            "--role",
+            help="all: both consumers (one machine); fast: downloads only (a download "
+            "machine: no DuckDB, no ledger); slow: the one writer, beside the database. "
+            'fast and slow need [queue] storage = "redis" (default: [supervisor] role).',
+            show_default=False,
+        ),
+    ] = None,
     no_schedule: Annotated[
         bool,
         typer.Option(
@@ -54,9 +64,12 @@ def start(
             "fast.workers": fast_workers,
             "slow.workers": slow_workers,
             "schedule.update": "" if no_schedule else None,
+            "supervisor.role": role,
         },
     )
     schedule = Schedule.from_settings(settings)
+    if settings.values["supervisor"]["role"] == "fast":  # the ledger's machine runs it
+        schedule = Schedule(None)
     if foreground:
         pre = control.preflight(settings)
         for note in pre.notes:

@@ -86,3 +86,13 @@ class NeoStorage:
     def reap(self) -> int:
         """Put every expired lease's task back on its queue; how many."""
         return 0
+
+    def register(self, owner: str, record: dict) -> None:
+        """Record a live consumer (storages every machine shares)."""
+
+    def deregister(self, owner: str) -> None:
+        """Forget a consumer that stopped."""
+
+    def consumers(self) -> list[dict]:
+        """Every consumer the shared storage knows (none on a local one)."""
+        return []

@@ -23,14 +23,18 @@ def owner_id(queue: str) -> str:
 
 
 class LeaseKeeper:
-    def __init__(self, storage: NeoStorage, owner: str, every: float):
+    def __init__(self, storage: NeoStorage, owner: str, every: float, record: dict | None = None):
+        """`record` (host, role, pid, version …) registers the consumer in the cluster."""
         self.storage, self.owner, self.every = storage, owner, every
+        self.record = record
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = 0
 
     def beat(self) -> tuple[int, int]:
         """Renew, then reap: (leases renewed, tasks put back)."""
+        if self.record is not None:
+            self.storage.register(self.owner, self.record)
         renewed = self.storage.renew(self.owner)
         back = self.storage.reap()
         if back:
@@ -42,6 +46,11 @@ class LeaseKeeper:
         return renewed, back
 
     def start(self) -> LeaseKeeper:
+        try:
+            self.beat()  # registered before the first task is taken
+        except Exception as exc:  # noqa: BLE001 - Redis away: the loop keeps trying
+            log.warning("queue %s: first lease beat failed (%s)", self.storage.name, exc)
+
         def loop() -> None:
             while not self._stop.wait(self.every):
                 try:
@@ -67,3 +76,8 @@ class LeaseKeeper:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self.record is not None:
+            try:
+                self.storage.deregister(self.owner)
+            except Exception:  # noqa: BLE001 - it will show as lost, then be forgotten
+                log.warning("queue %s: could not deregister %s", self.storage.name, self.owner)

@@ -26,6 +26,7 @@ flight between two keys; the same id enqueued twice is one task.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -178,6 +179,7 @@ class KindRedisStorage(NeoStorage, RedisStorage):
             url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
         )
         super().__init__(name, connection_pool=pool, blocking=False)
+        self.cluster = cluster
         self.prefix = f"neo:{{{cluster}}}:{name}"
         self.lease = lease
         self.owner = ""  # set by the consumer that dequeues: host:pid:queue
@@ -189,10 +191,14 @@ class KindRedisStorage(NeoStorage, RedisStorage):
         self._down = Backoff(0.5, 15.0)
         self._retry_at = 0.0  # monotonic: while Redis is down, no dequeue before this
 
+    def shared_key(self, part: str) -> str:
+        """A key of the whole cluster, not of one queue (`neo:{<cluster>}:<part>`)."""
+        return f"neo:{{{self.cluster}}}:{part}"
+
     def _key(self, part: str) -> str:
         return f"{self.prefix}:{part}"
 
-    def _unavailable(self, exc: Exception) -> QueueUnavailable:
+    def unavailable(self, exc: Exception) -> QueueUnavailable:
         return QueueUnavailable(self.where, type(exc).__name__)
 
     def _errors(self) -> tuple[type[BaseException], ...]:
@@ -220,7 +226,7 @@ class KindRedisStorage(NeoStorage, RedisStorage):
                 pipe.zadd(self._key(f"q:{kind}"), scores)
             pipe.execute()
         except self._errors() as exc:
-            raise self._unavailable(exc) from None
+            raise self.unavailable(exc) from None
         return len(rows)
 
     def add_to_schedule(self, data, ts):
@@ -275,6 +281,38 @@ class KindRedisStorage(NeoStorage, RedisStorage):
         now = self.conn.time()
         live = self.conn.zrangebyscore(self._key("leases"), now[0] + now[1] / 1e6, "+inf")
         return {t.decode() for t in live}
+
+    # -- the cluster's consumers ------------------------------------------------------------
+
+    def server_time(self) -> float:
+        seconds, micros = self.conn.time()
+        return seconds + micros / 1e6
+
+    def register(self, owner: str, record: dict) -> None:
+        """This consumer is alive: its record, with a heartbeat on the server's clock."""
+        self.conn.hset(
+            self.shared_key("consumers"),
+            owner,
+            json.dumps({**record, "heartbeat": self.server_time()}),
+        )
+
+    def deregister(self, owner: str) -> None:
+        self.conn.hdel(self.shared_key("consumers"), owner)
+
+    def consumers(self) -> list[dict]:
+        """Every consumer registered in the cluster, with `age` (seconds since its last
+        heartbeat) and `lost` (no heartbeat for a lease: its leases expire, its work goes back).
+        Records silent for a day are forgotten."""
+        now = self.server_time()
+        out = []
+        for owner, raw in self.conn.hgetall(self.shared_key("consumers")).items():
+            record = json.loads(raw)
+            age = now - float(record.get("heartbeat", 0))
+            if age > 86_400:
+                self.conn.hdel(self.shared_key("consumers"), owner)
+                continue
+            out.append({**record, "age": round(age, 1), "lost": age > self.lease})
+        return sorted(out, key=lambda r: (r.get("host", ""), r.get("queue", ""), r.get("pid", 0)))
 
     # -- counts and ids ----------------------------------------------------------------------
 
