@@ -200,7 +200,7 @@ def serve(
     keeper = None
     if huey.storage.has_leases:
         huey.storage.owner = owner_id(huey.name)
-        record = {
+        head = {
             "id": huey.storage.owner,
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -211,6 +211,20 @@ def serve(
             "data_dir": str(huey.storage.data_dir),
             "started": time.time(),
         }
+
+        def record() -> dict:
+            """Who this is, and its own figures of the last minute (the cluster's are sums)."""
+            window = recorder.window(60)
+            return {
+                **head,
+                "in_flight": len(huey._tasks_in_flight),
+                "done_per_min": window.get((f"queue:{huey.name}", "done"), 0),
+                "failed_per_min": window.get((f"queue:{huey.name}", "errors"), 0),
+                "calls_per_min": {
+                    scope: n for (scope, name), n in window.items() if name == "calls"
+                },
+            }
+
         keeper = LeaseKeeper(
             huey.storage, huey.storage.owner, huey.storage.lease / 3, record
         ).start()

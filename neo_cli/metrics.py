@@ -148,6 +148,10 @@ class Recorder:
         with self._lock:
             self._gauges[name] = value
 
+    def window(self, seconds: float = 60) -> dict[tuple[str, str], int]:
+        """The store's sums over the last `seconds` (this data directory's processes)."""
+        return self.store.window(seconds) if self.store is not None else {}
+
     def start(self) -> Recorder:
         if self.store is not None and self._thread is None:
             self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)

@@ -115,9 +115,20 @@ def collect(
 
     queues = {}
     by_kind: dict[str, dict[str, tuple[int, int]]] = {}
+    queue_error = ""
+    cluster: list[dict[str, Any]] = []
     for name in ("fast", "slow"):
         huey = getattr(pipeline, name, None)
-        counts = huey.storage.counts_by_kind() if huey is not None else {}
+        counts: dict[str, tuple[int, int]] = {}
+        if huey is not None and not queue_error:
+            try:
+                counts = huey.storage.counts_by_kind()
+                if name == "fast":
+                    cluster = huey.storage.consumers()
+            except Exception as exc:  # noqa: BLE001 - the queues' Redis away: say so
+                if not huey.storage.has_leases:
+                    raise
+                queue_error = str(huey.storage.unavailable(exc))
         by_kind[name] = counts
         queues[name] = {
             "pending": sum(p for p, _ in counts.values()),
@@ -127,6 +138,14 @@ def collect(
             "failed_per_min": window.get((f"queue:{name}", "errors"), 0),
             "throttled": live_gauge(name, "throttled", "") or "",
         }
+    # On Redis every consumer publishes its own figures: the cluster's are their sums.
+    live_fast = [c for c in cluster if c.get("queue") == "fast" and not c["lost"]]
+    live_slow = [c for c in cluster if c.get("queue") == "slow" and not c["lost"]]
+    if cluster:
+        for name, members in (("fast", live_fast), ("slow", live_slow)):
+            queues[name]["in_flight"] = sum(c.get("in_flight", 0) for c in members)
+            queues[name]["done_per_min"] = sum(c.get("done_per_min", 0) for c in members)
+            queues[name]["failed_per_min"] = sum(c.get("failed_per_min", 0) for c in members)
     slow_buffer = live_gauge("slow", "buffered_rows", 0)
     queues["slow"]["buffered_rows"] = slow_buffer
 
@@ -152,6 +171,8 @@ def collect(
     eta = 0.0
     for api in INTERFACES:
         calls = window.get((api, "calls"), 0)
+        if cluster:
+            calls = sum(c.get("calls_per_min", {}).get(api, 0) for c in live_fast)
         pending, scheduled = by_kind["fast"].get(api, (0, 0))
         if api in VIP and not (
             calls or pending + scheduled or paused.get(api) or ledger_counts.get(api)
@@ -229,6 +250,7 @@ def collect(
         running
         and not stopped_apis
         and not limiter["error"]
+        and not queue_error
         and all(p["state"] == "running" for name, p in processes.items() if name != "supervisor")
     )
     db_error = live_gauge("slow", "db_error", "") or ""
@@ -239,6 +261,8 @@ def collect(
         "running": running,
         "healthy": bool(healthy and not db_error),
         "database_error": db_error,
+        "queue_error": queue_error,
+        "cluster": cluster,
         "limiter": limiter,
         "queues": queues,
         "task_types": types,

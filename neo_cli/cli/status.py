@@ -64,6 +64,8 @@ def render(data: dict[str, Any]) -> Group:
         parts.append(Text.from_markup(f"[bold red]database: {data['database_error']}[/]"))
     if data.get("limiter", {}).get("error"):
         parts.append(Text(data["limiter"]["error"], style="bold red"))
+    if data.get("queue_error"):
+        parts.append(Text(data["queue_error"], style="bold red"))
 
     notes: list[str] = []
     q = _table("Queues", "queue", "pending", "scheduled", "in flight", "done/min", "failed/min")
@@ -141,6 +143,14 @@ def render(data: dict[str, Any]) -> Group:
         if v.get("reason"):
             notes.append(f"{name}: {v['reason']}")
     parts += [Text(""), p, Text("")]
+    if data.get("cluster"):
+        parts += [cluster_table(data["cluster"]), Text("")]
+        for c in data["cluster"]:
+            if c["lost"]:
+                notes.append(
+                    f"{c['id']} is lost: no heartbeat for {duration(c['age'])}; its leased "
+                    "tasks go back on the queue"
+                )
     parts += schedule_lines(data.get("schedule"))
     for note in notes:
         parts.append(Text(note, style="yellow"))
@@ -148,6 +158,24 @@ def render(data: dict[str, Any]) -> Group:
     eta = f"ETA {duration(data['eta_seconds'])}" if data["eta_seconds"] else "nothing queued"
     parts.append(Text(f"backlog {backlog:,} task(s); {eta}"))
     return Group(*parts)
+
+
+def cluster_table(members: list[dict[str, Any]]) -> Table:
+    """Every consumer on every machine of the cluster (queues on Redis)."""
+    c = _table(
+        "Cluster", "consumer", "role", "version", "heartbeat", "in flight", "calls/m", "state"
+    )
+    for m in members:
+        c.add_row(
+            m["id"],
+            m.get("role", "?"),
+            m.get("version", "?"),
+            f"{duration(m['age'])} ago",
+            _num(m.get("in_flight", 0)),
+            _num(sum(m.get("calls_per_min", {}).values())),
+            Text("lost", style="bold red") if m["lost"] else Text("alive", style="green"),
+        )
+    return c
 
 
 RUN_STYLE = {

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 
 from neo_cli.queues.base import NeoStorage
 
@@ -23,8 +24,15 @@ def owner_id(queue: str) -> str:
 
 
 class LeaseKeeper:
-    def __init__(self, storage: NeoStorage, owner: str, every: float, record: dict | None = None):
-        """`record` (host, role, pid, version …) registers the consumer in the cluster."""
+    def __init__(
+        self,
+        storage: NeoStorage,
+        owner: str,
+        every: float,
+        record: Callable[[], dict] | None = None,
+    ):
+        """`record()` (host, role, pid, version, its figures) registers the consumer in the
+        cluster at every beat."""
         self.storage, self.owner, self.every = storage, owner, every
         self.record = record
         self._stop = threading.Event()
@@ -34,7 +42,7 @@ class LeaseKeeper:
     def beat(self) -> tuple[int, int]:
         """Renew, then reap: (leases renewed, tasks put back)."""
         if self.record is not None:
-            self.storage.register(self.owner, self.record)
+            self.storage.register(self.owner, self.record())
         renewed = self.storage.renew(self.owner)
         back = self.storage.reap()
         if back:

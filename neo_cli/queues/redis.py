@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -190,6 +191,24 @@ class KindRedisStorage(NeoStorage, RedisStorage):
         self._due = self.conn.register_script(DUE)
         self._down = Backoff(0.5, 15.0)
         self._retry_at = 0.0  # monotonic: while Redis is down, no dequeue before this
+        self._present_lock = threading.Lock()
+        self._present_at = float("-inf")
+        self._present_kinds: set[str] = set()
+
+    PRESENT_TTL = 0.2  # seconds a look at which kinds have tasks serves every worker
+
+    def _present(self) -> set[str]:
+        """The kinds with a task waiting, looked up (one round trip) at most every
+        PRESENT_TTL for all of this process's workers: fifty idle workers polling the dequeue
+        script cost 40% of a core; this costs a few round trips a second."""
+        now = time.monotonic()
+        with self._present_lock:
+            if now - self._present_at < self.PRESENT_TTL:
+                return self._present_kinds
+            self._present_at = now
+        cards = self._cards("q")
+        self._present_kinds = {k for k, n in zip(self.kinds, cards, strict=True) if n}
+        return self._present_kinds
 
     def shared_key(self, part: str) -> str:
         """A key of the whole cluster, not of one queue (`neo:{<cluster>}:<part>`)."""
@@ -225,6 +244,8 @@ class KindRedisStorage(NeoStorage, RedisStorage):
             for kind, scores in by_kind.items():
                 pipe.zadd(self._key(f"q:{kind}"), scores)
             pipe.execute()
+            with self._present_lock:  # this process's workers see them at once
+                self._present_kinds = self._present_kinds | set(by_kind)
         except self._errors() as exc:
             raise self.unavailable(exc) from None
         return len(rows)
@@ -239,7 +260,9 @@ class KindRedisStorage(NeoStorage, RedisStorage):
 
     def read_schedule(self, ts):
         """Move the due tasks to their queues (in Redis, atomically); none for Huey to enqueue."""
-        self._due(args=[self.prefix, repr(_epoch(ts)), *self.kinds])
+        if self._due(args=[self.prefix, repr(_epoch(ts)), *self.kinds]):
+            with self._present_lock:
+                self._present_at = float("-inf")  # look again: they are waiting now
         return []
 
     # -- dequeue and leases ------------------------------------------------------------------
@@ -247,10 +270,11 @@ class KindRedisStorage(NeoStorage, RedisStorage):
     def dequeue(self):
         if self._retry_at and time.monotonic() < self._retry_at:
             return None
-        kinds = self.allowed_kinds()
-        if not kinds:
-            return None
         try:
+            present = self._present()
+            kinds = [k for k in self.allowed_kinds() if k in present]
+            if not kinds:
+                return None
             found = self._dequeue(args=[self.prefix, self.owner, self.lease, *kinds])
         except self._errors() as exc:
             delay = self._down.next()
