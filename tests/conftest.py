@@ -302,6 +302,14 @@ def own_redis(tmp_path) -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture
+def persistent_redis(tmp_path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own with AOF on, which it may restart and keep its data."""
+    server = RedisServer(tmp_path, _redis_binary_or_skip(), persistent=True)
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     """A real redis-server for the session. Missing: skipped locally, a failure under CI

@@ -25,8 +25,10 @@ class RedisServer:
     """A redis-server of our own on 127.0.0.1, no persistence (a restart loses everything,
     the worst case), that a test can stop and start again on the same port."""
 
-    def __init__(self, directory: Path, binary: str):
-        self.directory, self.binary = directory, binary
+    def __init__(self, directory: Path, binary: str, persistent: bool = False):
+        """`persistent`: AOF on, fsync every second, the settings neo's README asks for;
+        a restart then stops the server gracefully (it writes the AOF out) and keeps the data."""
+        self.directory, self.binary, self.persistent = directory, binary, persistent
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.start()
@@ -48,7 +50,11 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.persistent else "no",
+                "--appendfsync",
+                "everysec",
+                "--maxmemory-policy",
+                "noeviction",
                 "--dir",
                 str(self.directory),
                 "--protected-mode",
@@ -71,7 +77,10 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.kill()
+            if self.persistent:
+                self.proc.terminate()  # SHUTDOWN: the AOF is written out
+            else:
+                self.proc.kill()
             self.proc.wait(timeout=10)
             self.proc = None
 

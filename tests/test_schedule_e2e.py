@@ -26,8 +26,9 @@ TYPES = ["stock_basic", "daily_qfq", "income", "balancesheet", "cashflow"]
 
 
 def a_minute_ahead() -> tuple[str, float]:
-    """A cron expression for the next whole minute at least 25 s away, and that time."""
-    at = (datetime.now(CHINA) + timedelta(seconds=85)).replace(second=0, microsecond=0)
+    """A cron expression for the next whole minute at least 15 s away (neo starts in about
+    three), and that time."""
+    at = (datetime.now(CHINA) + timedelta(seconds=75)).replace(second=0, microsecond=0)
     return f"{at.minute} {at.hour} * * *", at.timestamp()
 
 
