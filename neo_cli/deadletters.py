@@ -12,6 +12,8 @@ from neo_cli.config import Settings
 from neo_cli.errors import InputError
 from neo_cli.ledger import Ledger, UnitRecord
 from neo_cli.paths import Paths
+from neo_cli.remote_ledger import ask, forget_attempts, record_of
+from neo_cli.roles import is_download_machine
 
 
 def _ledger(settings: Settings, durable: bool = False) -> Ledger:
@@ -43,6 +45,8 @@ def select(
 
 
 def list_dead(settings: Settings, api: str | None = None) -> list[UnitRecord]:
+    if is_download_machine(settings):  # the ledger is on the slow machine: ask it
+        return [record_of(d) for d in ask(settings, "dlq_list", {"api": api})]
     ledger = _ledger(settings)
     try:
         return ledger.dead(api)
@@ -54,13 +58,17 @@ def retry(settings: Settings, ids: Iterable[str], everything: bool, api: str | N
     """Send dead units back to the fast queue with their attempts reset."""
     from neo_cli.pipeline import Pipeline
 
+    if is_download_machine(settings):
+        return ask(settings, "dlq_retry", {"ids": list(ids), "all": everything, "api": api})
     ledger = _ledger(settings, durable=True)
     try:
         chosen = select(ledger, ids, everything, api)
         if chosen:
             # The ledger commits only once the queue has them, as for a fresh enqueue.
+            pipeline = Pipeline(settings)
+            forget_attempts(pipeline, [r.unit.id for r in chosen])  # counted afresh everywhere
             with ledger.reviving(r.unit.id for r in chosen):
-                Pipeline(settings).enqueue_units([r.unit for r in chosen])
+                pipeline.enqueue_units([r.unit for r in chosen])
         return len(chosen)
     finally:
         ledger.close()
@@ -68,6 +76,8 @@ def retry(settings: Settings, ids: Iterable[str], everything: bool, api: str | N
 
 def purge(settings: Settings, ids: Iterable[str], everything: bool, api: str | None) -> int:
     """Forget dead units for good."""
+    if is_download_machine(settings):
+        return ask(settings, "dlq_purge", {"ids": list(ids), "all": everything, "api": api})
     ledger = _ledger(settings, durable=True)
     try:
         chosen = select(ledger, ids, everything, api)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from neo_cli.config import Settings
+from neo_cli.dates import fmt
 from neo_cli.errors import QueueFull
 from neo_cli.ledger import Ledger
 from neo_cli.limits import build_limiters
@@ -19,7 +20,8 @@ from neo_cli.pipeline import Pipeline
 from neo_cli.planner import Plan, Request, plan_for
 from neo_cli.providers import build_provider
 from neo_cli.recovery import adopt_orphans
-from neo_cli.remote_ledger import publish_universe
+from neo_cli.remote_ledger import ask, publish_universe
+from neo_cli.roles import here_only, is_download_machine
 from neo_cli.runstate import planning
 from neo_cli.units import new_batch_id
 
@@ -47,6 +49,7 @@ def paced_provider(settings: Settings):
 
 def dry_run(settings: Settings, request: Request) -> Plan:
     """The plan `enqueue` would make, with every strategy priced; nothing is recorded."""
+    here_only(settings, "--dry-run")
     paths = Paths(settings.data_dir).ensure()
     provider, limiters = paced_provider(settings)
     ledger = Ledger(paths.ledger)
@@ -66,7 +69,10 @@ def enqueue(
     on_wait: Callable[[int, int], None] | None = None,
     sleep: Callable[[float], object] = time.sleep,
 ) -> Enqueued:
-    """Plan and enqueue; raise QueueFull past `[queue] max_pending` unless `wait`."""
+    """Plan and enqueue; raise QueueFull past `[queue] max_pending` unless `wait`. On a
+    download machine the machine with the ledger plans it, asked through the slow queue."""
+    if is_download_machine(settings):
+        return _ask_to_enqueue(settings, request, wait)
     paths = Paths(settings.data_dir).ensure()
     provider, limiters = paced_provider(settings)  # first: nothing is created without it
     pipeline = Pipeline(settings)
@@ -78,6 +84,22 @@ def enqueue(
         provider.close()
         ledger.close()
         limiters.close()
+
+
+def _ask_to_enqueue(settings: Settings, request: Request, wait: bool) -> Enqueued:
+    payload = {
+        "task_type": request.task_type.name,
+        "symbols": request.symbols,
+        "start": fmt(request.start) if request.start else None,
+        "end": fmt(request.end) if request.end else None,
+        "full": request.full,
+        "priority": request.priority,
+        "listed_only": request.listed_only,
+        "wait": wait,
+    }
+    done = ask(settings, "enqueue", payload)
+    return Enqueued(done["batch"], Plan(queued=done["queued"], current=done["current"]),
+                    done["ids"])  # fmt: skip
 
 
 def _enqueue(settings, request, pipeline, ledger, provider, wait, on_wait, sleep) -> Enqueued:

@@ -25,6 +25,7 @@ from neo_cli.limits import build_limiters
 from neo_cli.metrics import Recorder
 from neo_cli.paths import Paths
 from neo_cli.planner import Plan, Request, plan_for
+from neo_cli.roles import here_only
 from neo_cli.runstate import Owner, lock_is_held, planning
 from neo_cli.units import Unit, new_batch_id
 
@@ -44,6 +45,7 @@ def run_inline(
     progress: Callable[[Unit, str], None] = lambda unit, what: None,
     sleep: Callable[[float], object] = time.sleep,
 ) -> InlineResult:
+    here_only(settings, "--inline")
     paths = Paths(settings.data_dir).ensure()
     if lock_is_held(paths):
         raise InputError(

@@ -54,7 +54,7 @@ class RemoteLedger:
         self._flags_at = float("-inf")
 
     def _send(self, op: str, *args: Any) -> None:
-        self.pipeline.slow.enqueue(self.pipeline.ledger_task.s("ledger", op, args))
+        self.pipeline.slow.enqueue(self.pipeline.ledger_task.s(LEDGER_KIND, op, args))
 
     def attempt_failed(self, unit: Unit, error: str, error_class: str) -> int:
         key = self.key(f"attempts:{unit.id}")
@@ -112,7 +112,9 @@ def local_split(ledger: Ledger, unit: Unit, children: list[Unit], enqueue) -> No
 
 def apply(ledger: Ledger, pipeline: Pipeline, op: str, args: list) -> None:
     """A ledger task from a download machine, on the machine that keeps the ledger."""
-    if op == "split":
+    if op == "ask":
+        answer(pipeline, *args)
+    elif op == "split":
         parent, children = Unit.from_dict(args[0]), [Unit.from_dict(c) for c in args[1]]
         local_split(ledger, parent, children, pipeline.enqueue_units)
     elif op == "refuse_vip":
@@ -146,3 +148,132 @@ def publish_flags(pipeline: Pipeline, ledger: Ledger, statements) -> None:
         why = ledger.vip_refused(statement)
         if why:
             storage.conn.hsetnx(storage.shared_key("flags"), VIP_REFUSED + statement, why)
+
+
+# -- asking the ledger's machine (neo enqueue, neo dlq on a download machine) ------------------
+
+ASK_TIMEOUT = 600.0  # seconds a command waits for the ledger's machine to answer
+
+
+def ask(settings, op: str, payload: dict) -> Any:
+    """Have the machine with the ledger do `op` (its slow consumer takes the request off the
+    slow queue) and return its answer; its error is raised here with its exit code."""
+    import json
+    import uuid
+
+    from neo_cli.errors import NeoError, NotRunning
+    from neo_cli.pipeline import Pipeline
+
+    pipeline = Pipeline(settings)
+    storage = pipeline.slow.storage
+    try:
+        writers = [c for c in storage.consumers() if c.get("queue") == "slow" and not c["lost"]]
+    except Exception as exc:  # noqa: BLE001 - the queues' Redis away
+        raise storage.unavailable(exc) from None
+    if not writers:
+        raise NotRunning(
+            f"no slow consumer runs in cluster {storage.cluster!r}: start the machine with the "
+            "database (neo start --role slow) first"
+        )
+    reply = storage.shared_key(f"reply:{uuid.uuid4().hex}")
+    pipeline.slow.enqueue(pipeline.ledger_task.s(LEDGER_KIND, "ask", [reply, op, payload]))
+    deadline = time.monotonic() + ASK_TIMEOUT
+    while time.monotonic() < deadline:
+        got = storage.conn.blpop([reply], timeout=2)  # under the socket timeout
+        if got:
+            answer = json.loads(got[1])
+            if "error" in answer:
+                error = NeoError(answer["error"])
+                error.exit_code = answer["code"]
+                raise error
+            return answer["ok"]
+    raise NotRunning(f"the ledger's machine ({writers[0]['id']}) did not answer in time")
+
+
+LEDGER_KIND = "ledger"
+
+
+def _answer(pipeline: Pipeline, op: str, payload: dict) -> Any:
+    from neo_cli import deadletters
+    from neo_cli.enqueue import enqueue
+    from neo_cli.planner import Request
+    from neo_cli.tasktypes import task_type
+
+    settings = pipeline.settings
+    if op == "enqueue":
+        request = Request(
+            task_type=task_type(payload["task_type"]),
+            symbols=payload.get("symbols"),
+            start=_date(payload.get("start")),
+            end=_date(payload.get("end")),
+            full=payload.get("full", False),
+            priority=payload.get("priority", 0),
+            listed_only=payload.get("listed_only", False),
+        )
+        done = enqueue(settings, request, wait=payload.get("wait", False))
+        return {
+            "batch": done.batch,
+            "ids": done.ids,
+            "queued": done.plan.queued,
+            "current": done.plan.current,
+        }
+    if op == "dlq_list":
+        return [_record(r) for r in deadletters.list_dead(settings, payload.get("api"))]
+    if op in ("dlq_retry", "dlq_purge"):
+        act = deadletters.retry if op == "dlq_retry" else deadletters.purge
+        return act(settings, payload["ids"], payload["all"], payload.get("api"))
+    raise ValueError(f"unknown request {op!r}")
+
+
+def answer(pipeline: Pipeline, reply: str, op: str, payload: dict) -> None:
+    """On the ledger's machine: do what a download machine asked; the answer (or the error,
+    with its exit code) goes to its reply key."""
+    import json
+
+    from neo_cli.errors import NeoError
+
+    try:
+        body: dict[str, Any] = {"ok": _answer(pipeline, op, payload)}
+    except NeoError as exc:
+        body = {"error": str(exc), "code": exc.exit_code}
+    except Exception as exc:  # noqa: BLE001 - the asker must hear of it, not wait forever
+        log.exception("request %s failed", op)
+        body = {"error": f"on the ledger's machine: {type(exc).__name__}: {exc}", "code": 1}
+    conn = pipeline.slow.storage.conn
+    pipe = conn.pipeline(transaction=True)
+    pipe.rpush(reply, json.dumps(body))
+    pipe.expire(reply, int(ASK_TIMEOUT))
+    pipe.execute()
+
+
+def _date(text: str | None):
+    from neo_cli.dates import parse
+
+    return parse(text) if text else None
+
+
+def _record(r) -> dict:
+    return {
+        "unit": r.unit.to_dict(),
+        "state": r.state,
+        "attempts": r.attempts,
+        "rows": r.rows,
+        "save_id": r.save_id,
+        "error": r.error,
+        "error_class": r.error_class,
+        "created": r.created,
+        "updated": r.updated,
+    }
+
+
+def record_of(d: dict):
+    from neo_cli.ledger import UnitRecord
+
+    return UnitRecord(**{**d, "unit": Unit.from_dict(d["unit"])})
+
+
+def forget_attempts(pipeline: Pipeline, unit_ids: list[str]) -> None:
+    """`neo dlq retry`: the download machines' attempt counters start again too."""
+    storage = pipeline.fast.storage
+    if unit_ids and getattr(storage, "has_leases", False):
+        storage.conn.delete(*(storage.shared_key(f"attempts:{uid}") for uid in unit_ids))

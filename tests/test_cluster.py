@@ -56,13 +56,17 @@ def test_three_download_machines_one_writer_a_kill_and_a_redis_restart(tmp_path,
         client = persistent_redis.client()
         commands_before = client.info("stats")["total_commands_processed"]
         started = time.monotonic()
-        for kind in ("daily_qfq", "income"):
-            writer.run("enqueue", "-t", kind, "--symbols", ",".join(codes), check=True)
+        writer.run("enqueue", "-t", "daily_qfq", "--symbols", ",".join(codes), check=True)
+        # From a download machine: the machine with the ledger plans it, asked through Redis.
+        asked = others[0].run("enqueue", "-t", "income", "--symbols", ",".join(codes))
+        assert asked.returncode == 0 and "enqueued 45 income task(s)" in asked.stdout, asked
 
         time.sleep(max(0.0, started + 20 - time.monotonic()))
         _, seen = status_of(others[0])
         victims = [c["id"] for c in seen["cluster"] if c["data_dir"] == str(victim.data)]
         assert len(victims) == 1 and len(seen["cluster"]) == 4, seen["cluster"]
+        held = f"neo:{{t}}:fast:owner:{victims[0]}"  # the tasks its workers hold
+        wait_for(lambda: client.scard(held), 10, "the victim to hold a task")
         kill_tree_for(victim.data)  # SIGKILL: supervisor and consumer, never restarted
         killed = time.monotonic()
 
@@ -78,6 +82,7 @@ def test_three_download_machines_one_writer_a_kill_and_a_redis_restart(tmp_path,
         persistent_redis.restart()
 
         writer.wait_idle(timeout=300)
+        assert others[1].run("dlq", "list", check=True).stdout.strip() == "no dead letters"
         for h in (writer, *others):
             h.run("stop", check=True)
     finally:

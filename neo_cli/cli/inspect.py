@@ -13,6 +13,7 @@ from neo_cli.cli.app import ConfigOption, app, out, settings_for
 from neo_cli.errors import InputError
 from neo_cli.ledger import Ledger
 from neo_cli.paths import Paths
+from neo_cli.roles import here_only
 
 STATE_TEXT = {
     "queued": "queued, waiting for a download worker",
@@ -42,7 +43,9 @@ def task(
 
     Example: neo task b1a2b3c4d5e6
     """
-    paths = Paths(settings_for(config_file).data_dir)
+    settings = settings_for(config_file)
+    here_only(settings, "neo task")
+    paths = Paths(settings.data_dir)
     if not paths.ledger.exists():
         raise InputError(f"no task {task_id!r}: nothing was ever enqueued in {paths.root}")
     ledger = Ledger(paths.ledger)
@@ -133,7 +136,9 @@ def query(
 
     from neo_cli.db.database import Database
 
-    db = Database(Paths(settings_for(config_file).data_dir).database)
+    settings = settings_for(config_file)
+    here_only(settings, "neo query")
+    db = Database(Paths(settings.data_dir).database)
     with db.reader() as conn:
         try:
             cur = conn.execute(sql)

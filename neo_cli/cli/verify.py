@@ -19,6 +19,7 @@ from neo_cli.cli.app import (
 from neo_cli.dates import parse
 from neo_cli.errors import EXIT_INCOMPLETE, InputError
 from neo_cli.planner import requested_symbols
+from neo_cli.roles import here_only
 
 
 @app.command()
@@ -61,6 +62,7 @@ def verify(
     codes = requested_symbols(symbols, symbols_file, listed_only)
     end = parse(end_date, "--end-date") if end_date is not None else None
     settings = settings_for(config_file)
+    here_only(settings, "neo verify")
     requests = requests_for(task_type, codes, end=end, listed_only=listed_only)
     reports = [r for request in requests for r in find_holes(settings, request)]
     missing = sum(r.ranges for r in reports)
