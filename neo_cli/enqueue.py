@@ -76,6 +76,12 @@ def enqueue(
     paths = Paths(settings.data_dir).ensure()
     provider, limiters = paced_provider(settings)  # first: nothing is created without it
     pipeline = Pipeline(settings)
+    try:
+        pipeline.fast.storage.check()  # queues on Redis: reachable before anything is planned
+    except BaseException:
+        provider.close()
+        limiters.close()
+        raise
     ledger = Ledger(paths.ledger, durable=True)
     try:
         with planning(paths):

@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 
 from neo_cli.config import Settings
-from neo_cli.errors import LimiterUnavailable
+from neo_cli.errors import LimiterUnavailable, QueueUnavailable
 from neo_cli.ledger import Ledger
 from neo_cli.limits import make_backend
 from neo_cli.metrics import MetricsStore
@@ -128,7 +128,10 @@ def collect(
             except Exception as exc:  # noqa: BLE001 - the queues' Redis away: say so
                 if not huey.storage.has_leases:
                     raise
-                queue_error = str(huey.storage.unavailable(exc))
+                unreachable = (
+                    exc if isinstance(exc, QueueUnavailable) else huey.storage.unavailable(exc)
+                )
+                queue_error = str(unreachable)
         by_kind[name] = counts
         queues[name] = {
             "pending": sum(p for p, _ in counts.values()),

@@ -71,6 +71,9 @@ class NeoStorage:
         """Ids of tasks a live worker holds (storages with leases); empty otherwise."""
         return set()
 
+    def check(self) -> None:
+        """Raise when the storage cannot be used (a shared one unreachable)."""
+
     def known_ids(self) -> set[str]:
         """Ids of every task the queue still has: waiting, scheduled, or held under a lease
         (a worker on any machine). Anything else the ledger expects was lost."""

@@ -26,6 +26,7 @@ flight between two keys; the same id enqueued twice is one task.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -152,6 +153,21 @@ return moved
 """
 
 
+def _guarded(method):
+    """Redis away: one QueueUnavailable naming it, not redis-py's own errors."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except QueueUnavailable:
+            raise
+        except self._errors() as exc:
+            raise self.unavailable(exc) from None
+
+    return call
+
+
 def _epoch(ts: datetime) -> float:
     """Huey's times are naive UTC: read them as UTC, whatever this machine's zone."""
     return (ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts).timestamp()
@@ -220,6 +236,13 @@ class KindRedisStorage(NeoStorage, RedisStorage):
     def unavailable(self, exc: Exception) -> QueueUnavailable:
         return QueueUnavailable(self.where, type(exc).__name__)
 
+    def check(self) -> None:
+        """Raise QueueUnavailable unless Redis answers."""
+        try:
+            self.conn.ping()
+        except self._errors() as exc:
+            raise self.unavailable(exc) from None
+
     def _errors(self) -> tuple[type[BaseException], ...]:
         r = self._redis
         return (r.ConnectionError, r.TimeoutError, r.ResponseError, OSError)
@@ -250,6 +273,7 @@ class KindRedisStorage(NeoStorage, RedisStorage):
             raise self.unavailable(exc) from None
         return len(rows)
 
+    @_guarded
     def add_to_schedule(self, data, ts):
         kind, tid, priority = self.describe(data)
         pipe = self.conn.pipeline(transaction=True)
@@ -259,8 +283,15 @@ class KindRedisStorage(NeoStorage, RedisStorage):
         pipe.execute()
 
     def read_schedule(self, ts):
-        """Move the due tasks to their queues (in Redis, atomically); none for Huey to enqueue."""
-        if self._due(args=[self.prefix, repr(_epoch(ts)), *self.kinds]):
+        """Move the due tasks to their queues (in Redis, atomically); none for Huey to enqueue.
+        Redis away: nothing is due until it is back (the dequeue says so in the log)."""
+        if self._retry_at and time.monotonic() < self._retry_at:
+            return []
+        try:
+            moved = self._due(args=[self.prefix, repr(_epoch(ts)), *self.kinds])
+        except self._errors():
+            return []
+        if moved:
             with self._present_lock:
                 self._present_at = float("-inf")  # look again: they are waiting now
         return []
@@ -292,15 +323,19 @@ class KindRedisStorage(NeoStorage, RedisStorage):
         self.taken(kind.decode() if isinstance(kind, bytes) else kind)
         return data
 
+    @_guarded
     def ack(self, tid: str) -> None:
         self._ack(args=[self.prefix, tid])
 
+    @_guarded
     def renew(self, owner: str) -> int:
         return int(self._renew(args=[self.prefix, owner, self.lease]))
 
+    @_guarded
     def reap(self, most: int = 10_000) -> int:
         return int(self._reap(args=[self.prefix, most]))
 
+    @_guarded
     def leased_ids(self) -> set[str]:
         now = self.conn.time()
         live = self.conn.zrangebyscore(self._key("leases"), now[0] + now[1] / 1e6, "+inf")
@@ -308,10 +343,12 @@ class KindRedisStorage(NeoStorage, RedisStorage):
 
     # -- the cluster's consumers ------------------------------------------------------------
 
+    @_guarded
     def server_time(self) -> float:
         seconds, micros = self.conn.time()
         return seconds + micros / 1e6
 
+    @_guarded
     def register(self, owner: str, record: dict) -> None:
         """This consumer is alive: its record, with a heartbeat on the server's clock."""
         self.conn.hset(
@@ -320,9 +357,11 @@ class KindRedisStorage(NeoStorage, RedisStorage):
             json.dumps({**record, "heartbeat": self.server_time()}),
         )
 
+    @_guarded
     def deregister(self, owner: str) -> None:
         self.conn.hdel(self.shared_key("consumers"), owner)
 
+    @_guarded
     def consumers(self) -> list[dict]:
         """Every consumer registered in the cluster, with `age` (seconds since its last
         heartbeat) and `lost` (no heartbeat for a lease: its leases expire, its work goes back).
@@ -346,6 +385,7 @@ class KindRedisStorage(NeoStorage, RedisStorage):
             pipe.zcard(self._key(f"{part}:{kind}"))
         return pipe.execute()
 
+    @_guarded
     def counts_by_kind(self) -> dict[str, tuple[int, int]]:
         pending, scheduled = self._cards("q"), self._cards("s")
         return {
@@ -354,12 +394,15 @@ class KindRedisStorage(NeoStorage, RedisStorage):
             if p or s
         }
 
+    @_guarded
     def queue_size(self) -> int:
         return sum(self._cards("q"))
 
+    @_guarded
     def schedule_size(self) -> int:
         return sum(self._cards("s"))
 
+    @_guarded
     def queued_ids(self) -> set[str]:
         pipe = self.conn.pipeline(transaction=False)
         for part in ("q", "s"):
@@ -374,9 +417,11 @@ class KindRedisStorage(NeoStorage, RedisStorage):
         ids = ids[:limit] if limit else ids
         return [d for d in self.conn.hmget(self._key("data"), ids) if d] if ids else []
 
+    @_guarded
     def enqueued_items(self, limit=None):
         return self._items("q", limit)
 
+    @_guarded
     def scheduled_items(self, limit=None):
         return self._items("s", limit)
 
@@ -391,8 +436,10 @@ class KindRedisStorage(NeoStorage, RedisStorage):
             pipe.hdel(self._key("data"), *ids)
         pipe.execute()
 
+    @_guarded
     def flush_queue(self):
         self._flush("q")
 
+    @_guarded
     def flush_schedule(self):
         self._flush("s")
