@@ -33,13 +33,13 @@ from neo_cli.db.writer import catalog
 from neo_cli.download import build_downloader
 from neo_cli.errors import EXIT_DATABASE, EXIT_INPUT, DatabaseUnavailable, NeoError
 from neo_cli.ledger import Ledger
+from neo_cli.ledger.remote import RemoteLedger, publish_flags
 from neo_cli.limits import build_limiters
 from neo_cli.metrics import MetricsStore, Recorder
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline, SlowRuntime
 from neo_cli.queues.leases import LeaseKeeper, owner_id
 from neo_cli.recovery import LostDownloads
-from neo_cli.remote_ledger import RemoteLedger, publish_flags
 from neo_cli.runstate import hold
 from neo_cli.tasktypes import DATASETS, STATEMENTS
 
@@ -87,7 +87,7 @@ class Throttle:
 def run_fast(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) -> int:
     v = settings.values
     # A download machine (--role fast) has no ledger: it sends what it would write to the
-    # machine that keeps it (neo_cli.remote_ledger).
+    # machine that keeps it (neo_cli.ledger.remote).
     remote = v["supervisor"]["role"] == "fast"
     ledger = RemoteLedger(pipeline) if remote else Ledger(pipeline.paths.ledger)
     # A worker waiting for its call slot (up to a minute at a low limit) wakes when the

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from neo_cli.config import Settings
 from neo_cli.errors import InputError
 from neo_cli.ledger import Ledger, UnitRecord
+from neo_cli.ledger.remote import ask, forget_attempts, record_of
 from neo_cli.paths import Paths
-from neo_cli.remote_ledger import ask, forget_attempts, record_of
 from neo_cli.roles import is_download_machine
 
 

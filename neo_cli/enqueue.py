@@ -14,13 +14,13 @@ from neo_cli.config import Settings
 from neo_cli.dates import fmt
 from neo_cli.errors import QueueFull
 from neo_cli.ledger import Ledger
+from neo_cli.ledger.remote import ask, publish_universe
 from neo_cli.limits import build_limiters
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
 from neo_cli.planner import Plan, Request, plan_for
 from neo_cli.providers import build_provider
 from neo_cli.recovery import adopt_orphans
-from neo_cli.remote_ledger import ask, publish_universe
 from neo_cli.roles import here_only, is_download_machine
 from neo_cli.runstate import planning
 from neo_cli.units import new_batch_id

@@ -179,6 +179,6 @@ class Pipeline:
         rt = self.slow_rt
         if rt is None or rt.ledger is None:
             raise RuntimeError("ledger task ran in a process without the ledger")
-        from neo_cli.remote_ledger import apply
+        from neo_cli.ledger.remote import apply
 
         apply(rt.ledger, self, op, list(args))

@@ -10,8 +10,8 @@ import pytest
 
 from neo_cli import config
 from neo_cli.ledger import Ledger
+from neo_cli.ledger.remote import RemoteLedger, publish_universe
 from neo_cli.pipeline import Pipeline, SlowRuntime
-from neo_cli.remote_ledger import RemoteLedger, publish_universe
 from neo_cli.units import Unit
 
 

@@ -129,7 +129,7 @@ class UnitRecord:
 class Ledger:
     """The ledger and catalog in `<data_dir>/ledger.db`."""
 
-    remote = False  # a download machine's stand-in is `neo_cli.remote_ledger.RemoteLedger`
+    remote = False  # a download machine's stand-in is `neo_cli.ledger.remote.RemoteLedger`
 
     def __init__(self, path: Path, durable: bool = False, clock=time.time):
         self.path = path

@@ -28,7 +28,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from neo_cli.ledger import VIP_REFUSED, Ledger
+from neo_cli.ledger.sqlite import VIP_REFUSED, Ledger
 from neo_cli.units import Unit
 
 if TYPE_CHECKING:
@@ -267,7 +267,7 @@ def _record(r) -> dict:
 
 
 def record_of(d: dict):
-    from neo_cli.ledger import UnitRecord
+    from neo_cli.ledger.sqlite import UnitRecord
 
     return UnitRecord(**{**d, "unit": Unit.from_dict(d["unit"])})
 
