@@ -161,12 +161,26 @@ def run_slow(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) 
             recorder,
             max_delay=0.5,
             role=v["supervisor"]["role"],
+            summary=lambda: ledger_summary(ledger, recorder),
         )
     finally:
         if lost is not None:
             lost.stop()
         saver.close()
         ledger.close()
+
+
+def ledger_summary(ledger: Ledger, recorder: Recorder) -> dict:
+    """For `neo status` on machines without the ledger: units on their way, dead letters and
+    rows saved, per interface."""
+    counts = ledger.state_counts()
+    totals = recorder.store.totals() if recorder.store is not None else {}
+    return {
+        "units_in_progress": ledger.live_count(),
+        "dead_lettered": {api: s.get("dead", 0) for api, s in counts.items() if s.get("dead")},
+        "rows_saved": {scope: n for (scope, name), n in totals.items() if name == "rows"},
+        "table_rows": ledger.table_rows(),
+    }
 
 
 def prepare(database: Database, ledger: Ledger, recorder: Recorder) -> bool:
@@ -193,7 +207,13 @@ def prepare(database: Database, ledger: Ledger, recorder: Recorder) -> bool:
 
 
 def serve(
-    huey, workers: int, recorder: Recorder, max_delay: float, stopping=None, role: str = "all"
+    huey,
+    workers: int,
+    recorder: Recorder,
+    max_delay: float,
+    stopping=None,
+    role: str = "all",
+    summary=None,
 ) -> int:
     """Run Huey's consumer until it is stopped; `stopping` (an Event) is set when it is. On
     a storage with leases, this consumer's are kept alive meanwhile and dead ones reaped."""
@@ -213,10 +233,12 @@ def serve(
         }
 
         def record() -> dict:
-            """Who this is, and its own figures of the last minute (the cluster's are sums)."""
+            """Who this is, and its own figures of the last minute (the cluster's are sums);
+            the database machine adds what only its ledger and metrics know."""
             window = recorder.window(60)
             return {
                 **head,
+                **(summary() if summary is not None else {}),
                 "in_flight": len(huey._tasks_in_flight),
                 "done_per_min": window.get((f"queue:{huey.name}", "done"), 0),
                 "failed_per_min": window.get((f"queue:{huey.name}", "errors"), 0),

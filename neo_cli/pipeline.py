@@ -153,7 +153,11 @@ class Pipeline:
             reply = outcome.reply
             # A download machine's save carries its unit: the slow side marks it saving.
             carried = unit.to_dict() if rt.ledger.remote else None
-            save = self.save.s(api, tuple(reply.fields), reply.items, unit.id, carried)
+            # The save's id is the unit's: a unit whose rows wait on the slow queue is
+            # visibly on its way (the lost-download sweep, recovery), on any machine.
+            save = self.save.task_class(
+                args=(api, tuple(reply.fields), reply.items, unit.id, carried), id=unit.id
+            )
             self.slow.enqueue(save)  # before the ledger mark: see neo_cli.ledger
             rt.ledger.mark_saving(unit, save.id, len(reply.items))
         else:

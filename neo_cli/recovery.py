@@ -117,7 +117,8 @@ class LostDownloads:
         100,000 units); whole records only for the few it finds missing."""
         before = self.in_flight()
         live = self.ledger.live_ids(("queued", "retrying"))
-        queued = self.pipeline.fast.storage.known_ids()
+        # A unit is on its way while its download or its save (same id) is anywhere.
+        queued = self.pipeline.fast.storage.known_ids() | self.pipeline.slow.storage.known_ids()
         missing = live - queued - before - self.in_flight()
         suspects = self._suspects & missing
         records = (self.ledger.get(uid) for uid in suspects)

@@ -166,6 +166,14 @@ def collect(
         finally:
             ledger.close()
 
+    writers = [c for c in live_slow if "units_in_progress" in c]
+    if writers and not paths.ledger.exists():  # a download machine: the writer's figures
+        w = writers[0]
+        in_progress = w["units_in_progress"]
+        table_rows = w.get("table_rows", {})
+        ledger_counts = {api: {"dead": n} for api, n in w.get("dead_lettered", {}).items()}
+        totals = {**totals, **{(api, "rows"): n for api, n in w.get("rows_saved", {}).items()}}
+
     limiter, paused = limiter_view(settings, paths)
     if not limiter["error"]:
         paused = {**(live_gauge("fast", "paused", {}) or {}), **paused}

@@ -84,6 +84,13 @@ def test_three_download_machines_one_writer_a_kill_and_a_redis_restart(tmp_path,
 
         writer.wait_idle(timeout=300)
         assert others[1].run("dlq", "list", check=True).stdout.strip() == "no dead letters"
+        # A download machine's status has the writer's figures, and it never held the
+        # database or the ledger.
+        _, far = status_of(others[1])
+        assert far["units_in_progress"] == 0
+        assert far["task_types"]["daily"]["rows_saved"] > 0
+        for h in (victim, *others):
+            assert not (h.data / "neo.duckdb").exists() and not (h.data / "ledger.db").exists()
         second = tushare_home(tmp_path / "machine4", server.url, TOKEN, **shared)
         refused = second.run("start", "--role", "slow")  # a second writer for cluster "t"
         assert refused.returncode == 4, refused.stderr

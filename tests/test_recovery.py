@@ -3,6 +3,7 @@ real queue and ledger, then real consumers losing tasks out from under them."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 
@@ -92,7 +93,9 @@ def test_tasks_lost_while_consumers_run_are_back_in_the_queue_without_a_restart(
         ledger.close()
         home.run("stop", check=True)
     log = (home.data / "logs" / "fast.log").read_text(encoding="utf-8")
-    assert f"recovery: {len(waiting)} download(s) the queue lost re-enqueued" in log
+    # Each lost task back once (a busy machine may find them over two sweeps).
+    found = re.findall(r"recovery: (\d+) download\(s\) the queue lost re-enqueued", log)
+    assert sum(int(n) for n in found) == len(waiting), found
     assert took < 10, took  # two looks a second apart (20 s apart by default: within a minute)
     queue = sqlite3.connect(home.data / "queues" / "fast.db")
     try:
