@@ -25,7 +25,7 @@ from conftest import (
 )
 from test_shared_budget import SYMBOLS, TOKEN, listed, serve
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.limits]
 
 LIMIT = 60
 APIS = ("daily", "adj_factor", "income")

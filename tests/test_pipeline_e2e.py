@@ -17,7 +17,7 @@ from neo_cli.metrics import MetricsStore
 from neo_cli.providers.market import Market
 from neo_cli.tasktypes import VIP
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.limits]
 
 SYMBOLS = 330  # about 300 listed
 LIMITS = {

@@ -23,7 +23,7 @@ from tushare_server import ServerProcess
 
 from neo_cli.providers.market import Market
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.limits]
 
 TOKEN = "shared-budget-token"
 SYMBOLS = 80

@@ -198,6 +198,7 @@ def rate_while_busy(server: TushareServer, api: str) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.limits
 def test_real_consumers_at_every_limit_save_every_row_once(home):
     end = "20261120"
     srv = TushareServer(token=TOKEN, symbols=SYMBOLS, end_date=end, limits=LIMITS)
