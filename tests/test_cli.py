@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from neo_cli.cli import app
 from neo_cli.errors import EXIT_INPUT, EXIT_NOT_RUNNING, EXIT_QUEUE_FULL
 
 COMMANDS = ["start", "stop", "enqueue", "status", "task", "logs", "query"]
@@ -27,7 +26,6 @@ def test_every_command_has_help_with_an_example(home, command):
     result = home.cli(command, "--help")
     assert result.exit_code == 0, result.output
     assert "Example: neo " in result.output
-    assert app.registered_commands  # registered at import
 
 
 def test_help_lists_every_command(home):
@@ -35,6 +33,22 @@ def test_help_lists_every_command(home):
     assert result.exit_code == 0
     for command in COMMANDS:
         assert command in result.output
+
+
+def test_plain_neo_shows_the_help_and_version_says_which(home):
+    import subprocess
+    import sys
+
+    from neo_cli import __version__
+
+    plain = subprocess.run([sys.executable, "-m", "neo_cli"], capture_output=True, text=True)
+    assert plain.returncode == 0 and plain.stderr == ""
+    assert plain.stdout.startswith("Usage: neo [OPTIONS] COMMAND [ARGS]...\n")
+    assert "  status " in plain.stdout
+    version = subprocess.run(
+        [sys.executable, "-m", "neo_cli", "--version"], capture_output=True, text=True
+    )
+    assert version.returncode == 0 and version.stdout == f"neo {__version__}\n"
 
 
 # -- status --json ---------------------------------------------------------------------------

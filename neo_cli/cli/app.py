@@ -17,15 +17,15 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from neo_cli import config
-from neo_cli.errors import EXIT_FAILURE, EXIT_INPUT, NeoError
+from neo_cli.errors import EXIT_FAILURE, EXIT_INPUT, EXIT_OK, NeoError
 
 try:  # newer typer vendors click
-    from typer._click.exceptions import ClickException
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     ClickAbort: type[BaseException] = typer.Abort
 except ImportError:  # pragma: no cover - older typer with click installed
     from click.exceptions import Abort as ClickAbort
-    from click.exceptions import ClickException
+    from click.exceptions import ClickException, NoArgsIsHelpError
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -55,6 +55,9 @@ class NeoGroup(TyperGroup):
             code = super().main(*args, **kwargs)
         except NeoError as exc:
             fail(str(exc), exc.exit_code)
+        except NoArgsIsHelpError as exc:  # plain `neo`: the help, as `neo --help` shows it
+            out.print(exc.ctx.get_help() if exc.ctx else str(exc), markup=False)
+            sys.exit(EXIT_OK)
         except ClickException as exc:
             fail(exc.format_message().replace("\n", " "), getattr(exc, "exit_code", EXIT_INPUT))
         except ClickAbort:
@@ -81,6 +84,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from neo_cli import __version__
+
+        out.print(f"neo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print neo's version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Keep a local DuckDB database of A-share market data current, at the API's limits."""
+
 
 # The symbol selection, shared by the commands that take one (`enqueue`, `verify`).
 SymbolsOption = Annotated[
