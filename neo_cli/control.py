@@ -89,12 +89,8 @@ def redis_notes(pipeline: Pipeline, role: str) -> list[str]:
     """Refuse a second writer for the cluster's database; warn of Redis settings that can
     lose queued work."""
     storage = pipeline.fast.storage
-    try:
-        consumers = storage.consumers()
-        config_of = storage.conn.config_get
-        found = {k: config_of(k).get(k, "") for k in REDIS_NEEDS}
-    except Exception as exc:  # noqa: BLE001 - unreachable: the same error enqueue gives
-        raise storage.unavailable(exc) from None
+    consumers = storage.consumers()  # Redis away: QueueUnavailable, as enqueue gives
+    found = storage.server_config(REDIS_NEEDS)
     if role in ("all", "slow"):
         writers = [c for c in consumers if c.get("queue") == "slow" and not c["lost"]]
         if writers:

@@ -21,6 +21,8 @@ from huey.exceptions import RetryTask
 from neo_cli.config import Settings
 from neo_cli.download import Downloader, attempt
 from neo_cli.ledger import Ledger
+from neo_cli.ledger.remote import LEDGER_KIND as LEDGER
+from neo_cli.ledger.remote import apply
 from neo_cli.metrics import Recorder
 from neo_cli.paths import Paths
 from neo_cli.queues.factory import make_huey
@@ -28,7 +30,6 @@ from neo_cli.tasktypes import INTERFACES
 from neo_cli.units import Unit
 
 log = logging.getLogger("neo.tasks")
-LEDGER = "ledger"  # the kind of the slow queue's ledger tasks (from download machines)
 LATER = 30.0  # seconds before a download that hit an unexpected error runs again
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class Pipeline:
         for huey in (self.fast, self.slow):
             huey.storage.data_dir = self.paths.root  # named in the cluster's registrations
         self.download = self.fast.task(name="download")(self._download)
-        self.save = self.slow.task(name="save", context=True)(self._save)
+        self.save = self.slow.task(name="save")(self._save)
         self.ledger_task = self.slow.task(name="ledger")(self._ledger_event)
         self.fast_rt: Downloader | None = None
         self.slow_rt: SlowRuntime | None = None
@@ -170,19 +171,16 @@ class Pipeline:
         items: list[list],
         unit_id: str,
         unit: dict | None = None,
-        task=None,
     ) -> None:
         rt = self.slow_rt
         if rt is None:
             raise RuntimeError("save task ran in a process without a slow runtime")
         if unit is not None and rt.ledger is not None:  # from a download machine
-            rt.ledger.mark_saving(Unit.from_dict(unit), task.id, len(items))
+            rt.ledger.mark_saving(Unit.from_dict(unit), unit_id, len(items))  # save id = unit id
         rt.saver.add(api, fields, items, unit_id)
 
     def _ledger_event(self, kind: str, op: str, args: list) -> None:
         rt = self.slow_rt
         if rt is None or rt.ledger is None:
             raise RuntimeError("ledger task ran in a process without the ledger")
-        from neo_cli.ledger.remote import apply
-
         apply(rt.ledger, self, op, list(args))

@@ -18,11 +18,11 @@ in no worker in two sweeps in a row, is enqueued again — within a minute, with
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from neo_cli.ledger import Ledger, UnitRecord
+from neo_cli.periodic import Periodic
 from neo_cli.pipeline import Pipeline
 from neo_cli.runstate import owner_alive
 
@@ -109,8 +109,7 @@ class LostDownloads:
         self.pipeline, self.ledger, self.in_flight = pipeline, ledger, in_flight
         self.interval = interval
         self._suspects: set[str] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._rounds = Periodic("looking for lost downloads", interval, self.sweep, log)
 
     def sweep(self) -> int:
         """One look; returns the units enqueued again. Reads ids only (a backlog can hold
@@ -133,18 +132,8 @@ class LostDownloads:
         return len(lost)
 
     def start(self) -> LostDownloads:
-        def loop() -> None:
-            while not self._stop.wait(self.interval):
-                try:
-                    self.sweep()
-                except Exception:  # noqa: BLE001 - the next sweep tries again
-                    log.exception("looking for lost downloads failed")
-
-        self._thread = threading.Thread(target=loop, name="lost-downloads", daemon=True)
-        self._thread.start()
+        self._rounds.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._rounds.stop()

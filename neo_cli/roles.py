@@ -3,11 +3,9 @@ machine (`--role fast`) that has neither. Light on purpose: `neo --help` imports
 
 from __future__ import annotations
 
-import json
-
 from neo_cli.errors import InputError
 from neo_cli.paths import Paths
-from neo_cli.runstate import lock_is_held
+from neo_cli.runstate import running_settings
 
 
 def is_download_machine(settings) -> bool:
@@ -15,13 +13,7 @@ def is_download_machine(settings) -> bool:
     running here was started with `--role fast`."""
     if settings.values["supervisor"]["role"] == "fast":
         return True
-    paths = Paths(settings.data_dir)
-    if not (paths.run.exists() and lock_is_held(paths)):
-        return False
-    try:
-        running = json.loads(paths.settings_file.read_text())
-    except (OSError, ValueError):
-        return False
+    running = running_settings(Paths(settings.data_dir)) or {}
     return running.get("supervisor", {}).get("role") == "fast"
 
 

@@ -166,6 +166,17 @@ def write_state(paths: Paths, state: dict[str, Any]) -> None:
     write_atomic(paths.state_file, json.dumps(state, indent=2, sort_keys=True))
 
 
+def running_settings(paths: Paths) -> dict[str, Any] | None:
+    """The settings (public values) of the supervisor running for `paths`, or None when none
+    runs or its file is being written."""
+    if not (paths.run.exists() and lock_is_held(paths)):
+        return None
+    try:
+        return json.loads(paths.settings_file.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def read_state(paths: Paths) -> dict[str, Any] | None:
     try:
         return json.loads(paths.state_file.read_text())

@@ -6,7 +6,6 @@ store — never from the DuckDB file, which the slow consumer may be writing.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ from neo_cli.limits import make_backend
 from neo_cli.metrics import MetricsStore
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
-from neo_cli.runstate import lock_is_held, read_state
+from neo_cli.runstate import lock_is_held, read_state, running_settings
 from neo_cli.schedule import scheduler
 from neo_cli.schedule.book import SqliteRunBook
 from neo_cli.schedule.update import Schedule
@@ -125,13 +124,8 @@ def collect(
                 counts = huey.storage.counts_by_kind()
                 if name == "fast":
                     cluster = huey.storage.consumers()
-            except Exception as exc:  # noqa: BLE001 - the queues' Redis away: say so
-                if not huey.storage.has_leases:
-                    raise
-                unreachable = (
-                    exc if isinstance(exc, QueueUnavailable) else huey.storage.unavailable(exc)
-                )
-                queue_error = str(unreachable)
+            except QueueUnavailable as exc:  # the queues' Redis away: say so
+                queue_error = str(exc)
         by_kind[name] = counts
         queues[name] = {
             "pending": sum(p for p, _ in counts.values()),
@@ -288,12 +282,9 @@ def schedule_view(settings: Settings, paths: Paths, running: bool, now: float) -
     """The daily update: the running supervisor's schedule (it may have been started with
     --no-schedule), else the configured one; its next time and the last run's outcome."""
     schedule = Schedule.from_settings(settings)
-    if running:
-        try:
-            values = json.loads(paths.settings_file.read_text()).get("schedule", {})
-            schedule = Schedule.from_values(values)
-        except (OSError, ValueError):
-            pass  # a supervisor still writing it: the configured schedule will do
+    values = running_settings(paths) if running else None
+    if values is not None:  # (a supervisor still writing it: the configured one will do)
+        schedule = Schedule.from_values(values.get("schedule", {}))
     book = SqliteRunBook(paths.ledger, create=False) if paths.ledger.exists() else None
     try:
         return scheduler.view(schedule, book, now, active=running)

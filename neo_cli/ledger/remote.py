@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("neo.ledger")
 
+LEDGER_KIND = "ledger"  # the kind of the slow queue's ledger tasks
+
 ATTEMPTS_TTL = 30 * 86_400  # a unit's attempt counter outlives any retry schedule
 FLAGS_TTL = 5.0  # seconds a read of the refusals is reused
 
@@ -188,9 +190,6 @@ def ask(settings, op: str, payload: dict) -> Any:
                 raise error
             return answer["ok"]
     raise NotRunning(f"the ledger's machine ({writers[0]['id']}) did not answer in time")
-
-
-LEDGER_KIND = "ledger"
 
 
 def _answer(pipeline: Pipeline, op: str, payload: dict) -> Any:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 from collections.abc import Callable
 
+from neo_cli.periodic import Periodic
 from neo_cli.queues.base import NeoStorage
 
 log = logging.getLogger("neo.queue")
@@ -35,9 +35,7 @@ class LeaseKeeper:
         cluster at every beat."""
         self.storage, self.owner, self.every = storage, owner, every
         self.record = record
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failing = 0
+        self._rounds: Periodic | None = None
 
     def beat(self) -> tuple[int, int]:
         """Renew, then reap: (leases renewed, tasks put back)."""
@@ -56,34 +54,15 @@ class LeaseKeeper:
     def start(self) -> LeaseKeeper:
         try:
             self.beat()  # registered before the first task is taken
-        except Exception as exc:  # noqa: BLE001 - Redis away: the loop keeps trying
+        except Exception as exc:  # noqa: BLE001 - Redis away: the rounds keep trying
             log.warning("queue %s: first lease beat failed (%s)", self.storage.name, exc)
-
-        def loop() -> None:
-            while not self._stop.wait(self.every):
-                try:
-                    self.beat()
-                    if self._failing:
-                        log.info("queue %s: leases renewed again", self.storage.name)
-                    self._failing = 0
-                except Exception as exc:  # noqa: BLE001 - Redis away: try again next beat
-                    self._failing += 1
-                    if self._failing in (1, 10) or self._failing % 100 == 0:
-                        log.warning(
-                            "queue %s: renewing leases failed (%s: %s); retrying",
-                            self.storage.name,
-                            type(exc).__name__,
-                            exc,
-                        )
-
-        self._thread = threading.Thread(target=loop, name="lease-keeper", daemon=True)
-        self._thread.start()
+        self._rounds = Periodic(f"lease-keeper {self.storage.name}", self.every, self.beat, log)
+        self._rounds.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._rounds is not None:
+            self._rounds.stop()
         if self.record is not None:
             try:
                 self.storage.deregister(self.owner)

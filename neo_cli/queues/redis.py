@@ -349,6 +349,11 @@ class KindRedisStorage(NeoStorage, RedisStorage):
         return seconds + micros / 1e6
 
     @_guarded
+    def server_config(self, keys) -> dict[str, str]:
+        """The Redis server's values of `keys` ('' where CONFIG is not allowed to say)."""
+        return {k: self.conn.config_get(k).get(k, "") for k in keys}
+
+    @_guarded
     def register(self, owner: str, record: dict) -> None:
         """This consumer is alive: its record, with a heartbeat on the server's clock."""
         self.conn.hset(
