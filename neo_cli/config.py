@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -102,6 +103,13 @@ def _cron(value: str) -> str:
     return value.strip()
 
 
+def _name(value: str) -> str:
+    """A name that goes into Redis keys as it is."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+        raise ValueError
+    return value
+
+
 def _zone(value: str) -> str:
     zone(value)
     return value
@@ -129,7 +137,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "redis_url": Key("redis://127.0.0.1:6379/0"),
         # With storage = "redis": this database's queues on that Redis. Every machine working
         # for one database uses the same name; two databases on one Redis use two.
-        "cluster": Key("neo"),
+        "cluster": Key("neo", validator=_name, help="letters, digits, '-', '_' or '.'"),
         # storage = "redis": a task a worker took goes back on its queue this long after its
         # consumer stopped renewing (SIGKILL, power or network lost).
         "lease_seconds": Key(30.0, float, 3, 3600),

@@ -70,3 +70,13 @@ def test_status_and_enqueue_say_redis_is_unreachable(home):
     assert result.exit_code == 8
     assert result.output.startswith(f"neo: error: queue: Redis unreachable at {url} (")
     assert result.output.count("\n") == 1
+
+
+def test_a_cluster_name_that_cannot_be_a_key_is_one_line(home):
+    home.configure(queue={"cluster": "my db"})
+    result = home.cli("status")
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"neo: error: invalid [queue] cluster = 'my db' (from {home.config}); "
+        "allowed: letters, digits, '-', '_' or '.'"
+    )
