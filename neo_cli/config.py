@@ -110,6 +110,12 @@ def _name(value: str) -> str:
     return value
 
 
+def _host(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,253}", value.strip()):
+        raise ValueError
+    return value.strip()
+
+
 def _zone(value: str) -> str:
     zone(value)
     return value
@@ -212,6 +218,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         # How long a type that plans from the symbol list waits for stock_basic's rows.
         "wait_minutes": Key(30.0, float, 1, 1440),
+    },
+    "metrics": {
+        # /metrics (Prometheus) and /api/status, served by the supervisor; 0 = off.
+        "port": Key(0, int, 0, 65535),
+        "bind": Key("127.0.0.1", validator=_host, help="an IP address or host name to listen on"),
     },
     "provider": {"name": Key("simulated", choices=("simulated", "tushare"))},
     "provider.simulated": {

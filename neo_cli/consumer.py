@@ -35,7 +35,7 @@ from neo_cli.errors import EXIT_DATABASE, EXIT_INPUT, DatabaseUnavailable, NeoEr
 from neo_cli.ledger import Ledger
 from neo_cli.ledger.remote import RemoteLedger, publish_flags
 from neo_cli.limits import build_limiters
-from neo_cli.metrics import MetricsStore, Recorder
+from neo_cli.metrics import MetricsStore, Recorder, outcomes
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline, SlowRuntime
 from neo_cli.queues.leases import LeaseKeeper, owner_id
@@ -47,12 +47,15 @@ log = logging.getLogger("neo.consumer")
 
 
 def count_signals(pipeline_huey, recorder: Recorder, queue: str) -> None:
-    """Queue metrics come from Huey's signals, not from inside the tasks."""
+    """The slow queue's task figures come from Huey's signals, not from inside the tasks. (A
+    download always returns or retries, whatever became of it, so the fast queue's are counted
+    where its outcome is classified: `neo_cli.download.count`.)"""
     scope = f"queue:{queue}"
-    pipeline_huey.signal(S.SIGNAL_COMPLETE)(lambda signal, task, *a: recorder.incr(scope, "done"))
-    pipeline_huey.signal(S.SIGNAL_ERROR)(lambda signal, task, *a: recorder.incr(scope, "errors"))
-    pipeline_huey.signal(S.SIGNAL_RETRYING)(
-        lambda signal, task, *a: recorder.incr(scope, "retrying")
+    pipeline_huey.signal(S.SIGNAL_COMPLETE)(
+        lambda signal, task, *a: recorder.incr(scope, "tasks_done")
+    )
+    pipeline_huey.signal(S.SIGNAL_ERROR)(
+        lambda signal, task, *a: recorder.incr(scope, "tasks_failed")
     )
 
 
@@ -235,16 +238,16 @@ def serve(
         def record() -> dict:
             """Who this is, and its own figures of the last minute (the cluster's are sums);
             the database machine adds what only its ledger and metrics know."""
-            window = recorder.window(60)
+            window = recorder.recent(started=head["started"])
+            done, failures = outcomes(huey.name, window.per_min)
             return {
                 **head,
                 **(summary() if summary is not None else {}),
                 "in_flight": len(huey._tasks_in_flight),
-                "done_per_min": window.get((f"queue:{huey.name}", "done"), 0),
-                "failed_per_min": window.get((f"queue:{huey.name}", "errors"), 0),
-                "calls_per_min": {
-                    scope: n for (scope, name), n in window.items() if name == "calls"
-                },
+                "done_per_min": done,
+                "failed_per_min": sum(failures.values()),
+                "failures_per_min": failures,
+                "calls_per_min": window.by_scope("calls"),
             }
 
         keeper = LeaseKeeper(
@@ -317,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     recorder = Recorder(MetricsStore(paths.metrics), args.queue)
     recorder.gauge("pid", os.getpid())
     recorder.gauge("started", time.time())
-    count_signals(pipeline.fast if args.queue == "fast" else pipeline.slow, recorder, args.queue)
+    if args.queue == "slow":
+        count_signals(pipeline.slow, recorder, "slow")
     recorder.start()
     if args.parent:
         watch_parent(args.parent)

@@ -16,7 +16,8 @@ import psutil
 from neo_cli import config
 from neo_cli.config import Settings
 from neo_cli.db.database import Database
-from neo_cli.errors import AlreadyRunning, NotRunning, StartFailed
+from neo_cli.errors import AlreadyRunning, NotRunning, StartFailed, describe_exit
+from neo_cli.exporter import check_port
 from neo_cli.limits import make_backend
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
@@ -56,6 +57,7 @@ def preflight(settings: Settings) -> Preflight:
                 "see `neo logs fast`",
             )
         time.sleep(0.5)
+    check_port(settings)  # [metrics] port free (in use: one line, exit 2)
     notes = redis_notes(pipeline, role) if pipeline.fast.storage.has_leases else []
     if info.pid is not None and not info.alive:
         paths.pid_file.unlink(missing_ok=True)
@@ -157,7 +159,7 @@ def start_background(
                     paths.log_file("supervisor")
                 )
                 raise StartFailed(
-                    f"supervisor exited with code {code}"
+                    f"supervisor: {describe_exit(code)}"
                     + (f": {tail.splitlines()[-1]}" if tail else "")
                 )
             sleep(0.2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,10 +54,25 @@ def check(api: str, reply: Reply, asked: tuple[str, ...]) -> None:
         raise TransientError(f"malformed reply: missing key fields {', '.join(missing)}", api)
 
 
+@dataclass
+class Calls:
+    """The calls one attempt made, and how many of their replies were taken: a call made and
+    not taken is the one the attempt's outcome names (retried, rate-limited, dead)."""
+
+    made: int = 0
+    taken: int = 0
+
+
 def fetch(
-    provider: Provider, limiter: Limiter, unit: Unit, recorder: Recorder, cap: int | None = None
+    provider: Provider,
+    limiter: Limiter,
+    unit: Unit,
+    recorder: Recorder,
+    cap: int | None = None,
+    calls: Calls | None = None,
 ) -> Reply:
     """Every row of `unit`, over as many calls as the row cap (`[row_caps]`) needs."""
+    calls = calls if calls is not None else Calls()
     d = dataset(unit.api)
     cap = cap or d.row_cap
     params = dict(unit.params)
@@ -65,15 +81,18 @@ def fetch(
     for page in range(MAX_PAGES):
         # A next page waits its turn however long it takes: giving up would waste the pages
         # already fetched.
-        limiter.acquire(**({} if page == 0 else {"max_wait": 120.0, "claimed": False}))
-        recorder.incr(unit.api, "calls")
+        asked = time.monotonic()
         try:
-            reply = provider.call(unit.api, params, d.fields)
-        except RateLimited:
-            recorder.incr(unit.api, "rejected")
-            raise
+            limiter.acquire(**({} if page == 0 else {"max_wait": 120.0, "claimed": False}))
+        finally:
+            recorder.incr(unit.api, "wait_ms", round((time.monotonic() - asked) * 1000))
+        recorder.incr(unit.api, "calls")
+        calls.made += 1
+        reply = provider.call(unit.api, params, d.fields)
         limiter.succeeded()
         check(unit.api, reply, d.fields)
+        calls.taken += 1
+        recorder.incr(unit.api, "calls_ok")
         if fields is None:
             fields = reply.fields
         elif reply.fields != fields:
@@ -179,34 +198,57 @@ def build_downloader(
 
 @dataclass
 class Outcome:
-    """How one attempt at a unit ended: rows to save, a wait before the next attempt, or dead."""
+    """How one attempt at a unit ended: rows to save, a wait before the next attempt, or dead.
+
+    `kind` is what the metrics count it as (`metrics.TASK_OUTCOMES`), or "waiting" for an
+    attempt that made no call because its slot is far off (not a failure)."""
 
     reply: Reply | None = None
     retry_in: float | None = None
     dead: str = ""
     split: list[Unit] | None = None  # a packed call refused: one unit per symbol instead
+    kind: str = "done"
 
 
 def attempt(rt: Downloader, unit: Unit) -> Outcome:
-    """Try `unit` once and classify the result; the ledger is updated for failures."""
+    """Try `unit` once, classify the result and count it; the ledger is updated for
+    failures."""
+    calls = Calls()
+    outcome = _attempt(rt, unit, calls)
+    count(rt.recorder, unit.api, calls, outcome.kind)
+    return outcome
+
+
+def count(recorder: Recorder, api: str, calls: Calls, kind: str) -> None:
+    """The one place a download's outcome is counted: the attempt by its kind, and the call
+    whose reply was not taken (if one was) by what became of the attempt."""
+    if kind != "waiting":
+        recorder.incr(api, kind)
+    failed = calls.made - calls.taken
+    if failed:
+        ended = kind if kind in ("rate_limited", "dead") else "retried"
+        recorder.incr(api, f"calls_{ended}", failed)
+
+
+def _attempt(rt: Downloader, unit: Unit, calls: Calls) -> Outcome:
     limiter = rt.limiters[unit.api]
     try:
         if unit.api in VIP and rt.statements_vip == "auto" and rt.ledger.vip_refused(VIP[unit.api]):
             return _per_symbol(rt, unit, "the account may not call it (found earlier)")
-        reply = fetch(rt.provider, limiter, unit, rt.recorder, rt.row_caps.get(unit.api))
+        reply = fetch(rt.provider, limiter, unit, rt.recorder, rt.row_caps.get(unit.api), calls)
         if unit.codes == (ALL,):
             reply = _planned_only(rt, unit, reply)
         return Outcome(reply=reply)
     except SlotTooFar as exc:
         # The interface is paused or its slots are taken: come back when a slot is near
         # (an interface stopped for good is looked at again every AUTH_RETRY seconds).
-        return Outcome(retry_in=min(exc.delay, AUTH_RETRY))
+        return Outcome(retry_in=min(exc.delay, AUTH_RETRY), kind="waiting")
     except RateLimited as exc:
-        return Outcome(retry_in=_rate_limited(rt, limiter, unit, exc))
+        return Outcome(retry_in=_rate_limited(rt, limiter, unit, exc), kind="rate_limited")
     except AuthError as exc:
         if unit.api in VIP and exc.scope == "interface" and rt.statements_vip == "auto":
             return _vip_refused(rt, unit, exc)
-        return Outcome(retry_in=_stop_calling(rt, unit, exc))
+        return Outcome(retry_in=_stop_calling(rt, unit, exc), kind="retried")
     except SplitNeeded as exc:
         return _split(unit, str(exc))
     except PermanentError as exc:
@@ -339,13 +381,11 @@ def _transient(rt: Downloader, unit: Unit, message: str, kind: str) -> Outcome:
     if attempts >= rt.retry.max_attempts:
         return _dead(rt, unit, f"{message} (after {attempts} attempts)", kind)
     delay = rt.retry.delay(attempts)
-    rt.recorder.incr(unit.api, "retries")
     log.info("%s: %s; attempt %d, retrying in %.1fs", unit.describe(), message, attempts, delay)
-    return Outcome(retry_in=delay)
+    return Outcome(retry_in=delay, kind="retried")
 
 
 def _dead(rt: Downloader, unit: Unit, message: str, kind: str) -> Outcome:
     rt.ledger.mark_dead(unit, message, kind)
-    rt.recorder.incr(unit.api, "failed")
     log.warning("%s: dead-lettered (%s): %s", unit.describe(), kind, message)
-    return Outcome(dead=message)
+    return Outcome(dead=message, kind="dead")

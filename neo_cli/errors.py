@@ -17,7 +17,8 @@
         └── PermanentError        retrying cannot help: bad parameters, unknown interface
             └── AuthError         bad token or no permission: stop calling this API
 
-Only the CLI turns these into exit codes; the core raises them with the data a caller needs.
+Only the CLI and the process mains (supervisor, consumers) turn these into exit codes, from the
+one table below; the core raises them with the data a caller needs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,33 @@ EXIT_QUEUE_FULL = 6
 EXIT_DATABASE = 7
 EXIT_LIMITER = 8
 EXIT_INCOMPLETE = 9  # `neo verify`: the database has holes
+
+# Every process's exit codes: the CLI's commands, the supervisor, the consumers.
+EXIT_CODES = {
+    EXIT_OK: "success (status: running and healthy; a consumer: stopped when asked)",
+    EXIT_FAILURE: "an unexpected failure (its log has the traceback)",
+    EXIT_INPUT: "a bad value: command line, config key, settings or input file, metrics port",
+    EXIT_NOT_RUNNING: "neo is not running for this data directory",
+    EXIT_ALREADY_RUNNING: "neo already runs here, or another writer has this cluster",
+    EXIT_UNHEALTHY: "a consumer did not come up, or status found it unhealthy",
+    EXIT_QUEUE_FULL: "the queue is full ([queue] max_pending)",
+    EXIT_DATABASE: "the DuckDB file cannot be used (locked, corrupt, unwritable)",
+    EXIT_LIMITER: "Redis (the limiter's or the queues') cannot be reached",
+    EXIT_INCOMPLETE: "neo verify: the database has holes",
+}
+
+
+def describe_exit(code: int) -> str:
+    """'exit code 7 (the DuckDB file cannot be used …)', or the signal that killed it."""
+    if code < 0:
+        import signal
+
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    meaning = EXIT_CODES.get(code)
+    return f"exit code {code}" + (f" ({meaning})" if meaning else "")
 
 
 class NeoError(Exception):

@@ -139,6 +139,7 @@ class Pipeline:
             # Huey already deleted this task: letting the error out would lose it until the
             # next start. Try again in a while instead (the ledger busy, a queue write failed).
             log.exception("%s: could not finish; trying again in %.0fs", unit.describe(), LATER)
+            rt.recorder.incr(api, "retried")
             raise RetryTask(delay=LATER) from None
 
     def _download_unit(self, rt: Downloader, api: str, unit: Unit) -> None:

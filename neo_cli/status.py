@@ -1,7 +1,9 @@
 """What `neo status` shows, gathered from the state file, the queues, the ledger and the metrics
 store — never from the DuckDB file, which the slow consumer may be writing.
 
-`collect()` returns plain data (the `--json` schema, version 1); the CLI renders it.
+`collect()` returns plain data (the `--json` schema, version 2; `/api/status` serves the same);
+the CLI renders it. Version 2: `failed_per_min` counts failures (named in `failures_per_min`),
+rates are over the last `metrics.RATE_SECONDS`, `totals` and `version` are new.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from typing import Any
 
 import psutil
 
+from neo_cli import __version__
 from neo_cli.config import Settings
 from neo_cli.errors import LimiterUnavailable, QueueUnavailable
 from neo_cli.ledger import Ledger
 from neo_cli.limits import make_backend
-from neo_cli.metrics import MetricsStore
+from neo_cli.metrics import CALL_OUTCOMES, MetricsStore, Window, outcomes
 from neo_cli.paths import Paths
 from neo_cli.pipeline import Pipeline
 from neo_cli.runstate import lock_is_held, read_state, running_settings
@@ -24,7 +27,7 @@ from neo_cli.schedule.book import SqliteRunBook
 from neo_cli.schedule.update import Schedule
 from neo_cli.tasktypes import INTERFACES, VIP, VIP_OF
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STALE_AFTER = 10.0  # seconds without a heartbeat before a consumer's gauges are ignored
 
 
@@ -95,15 +98,20 @@ def collect(
     if pipeline is None and exists:
         pipeline = Pipeline(settings)
 
+    # Rates of each queue's counters since its consumer started, when that was recent.
+    consumers = state.get("consumers", {}) if state else {}
     gauges: dict[str, dict[str, tuple[Any, float]]] = {}
-    window: dict[tuple[str, str], int] = {}
+    windows = {q: Window({}, 0.0) for q in ("fast", "slow")}
     totals: dict[tuple[str, str], int] = {}
     if paths.metrics.exists():
         store = MetricsStore(paths.metrics)
         try:
-            gauges, window, totals = store.gauges(), store.window(60), store.totals()
+            gauges, totals = store.gauges(), store.totals()
+            for q in windows:
+                windows[q] = store.recent(started=consumers.get(q, {}).get("started"))
         finally:
             store.close()
+    fast_w = windows["fast"]
 
     def live_gauge(process: str, name: str, default: Any = None) -> Any:
         g = gauges.get(process, {})
@@ -127,22 +135,31 @@ def collect(
             except QueueUnavailable as exc:  # the queues' Redis away: say so
                 queue_error = str(exc)
         by_kind[name] = counts
+        done, failures = outcomes(name, windows[name].per_min)
+        done_total, failed_total = outcomes(name, lambda s, n: totals.get((s, n), 0))
         queues[name] = {
             "pending": sum(p for p, _ in counts.values()),
             "scheduled": sum(s for _, s in counts.values()),
             "in_flight": live_gauge(name, "in_flight", 0),
-            "done_per_min": window.get((f"queue:{name}", "done"), 0),
-            "failed_per_min": window.get((f"queue:{name}", "errors"), 0),
+            "done_per_min": done,
+            "failed_per_min": sum(failures.values()),
+            "failures_per_min": failures,
             "throttled": live_gauge(name, "throttled", "") or "",
+            "totals": {"done": done_total, "failed": failed_total},
         }
     # On Redis every consumer publishes its own figures: the cluster's are their sums.
     live_fast = [c for c in cluster if c.get("queue") == "fast" and not c["lost"]]
     live_slow = [c for c in cluster if c.get("queue") == "slow" and not c["lost"]]
     if cluster:
         for name, members in (("fast", live_fast), ("slow", live_slow)):
-            queues[name]["in_flight"] = sum(c.get("in_flight", 0) for c in members)
-            queues[name]["done_per_min"] = sum(c.get("done_per_min", 0) for c in members)
-            queues[name]["failed_per_min"] = sum(c.get("failed_per_min", 0) for c in members)
+            q = queues[name]
+            q["in_flight"] = sum(c.get("in_flight", 0) for c in members)
+            q["done_per_min"] = sum(c.get("done_per_min", 0) for c in members)
+            q["failures_per_min"] = {
+                k: sum(c.get("failures_per_min", {}).get(k, 0) for c in members)
+                for k in q["failures_per_min"]
+            }
+            q["failed_per_min"] = sum(q["failures_per_min"].values())
     slow_buffer = live_gauge("slow", "buffered_rows", 0)
     queues["slow"]["buffered_rows"] = slow_buffer
 
@@ -175,7 +192,7 @@ def collect(
     types = {}
     eta = 0.0
     for api in INTERFACES:
-        calls = window.get((api, "calls"), 0)
+        calls = fast_w.per_min(api, "calls")
         if cluster:
             calls = sum(c.get("calls_per_min", {}).get(api, 0) for c in live_fast)
         pending, scheduled = by_kind["fast"].get(api, (0, 0))
@@ -193,8 +210,12 @@ def collect(
             "scheduled": scheduled,
             "calls_per_min": calls,
             "limit_per_min": limits[api],
-            "rejected_per_min": window.get((api, "rejected"), 0),
-            "retries_per_min": window.get((api, "retries"), 0),
+            "rejected_per_min": fast_w.per_min(api, "calls_rate_limited"),
+            "retries_per_min": fast_w.per_min(api, "retried"),
+            "dead_per_min": fast_w.per_min(api, "dead"),
+            "calls_total": totals.get((api, "calls"), 0),
+            "calls_by_outcome": {o: totals.get((api, f"calls_{o}"), 0) for o in CALL_OUTCOMES},
+            "limiter_wait_seconds_total": round(totals.get((api, "wait_ms"), 0) / 1000, 3),
             "rows_saved": totals.get((api, "rows"), 0),
             "table_rows": table_rows.get(api, 0),
             "quarantined": totals.get((api, "quarantined"), 0),
@@ -261,6 +282,7 @@ def collect(
     db_error = live_gauge("slow", "db_error", "") or ""
     return {
         "schema": SCHEMA_VERSION,
+        "version": __version__,
         "time": now,
         "data_dir": str(paths.root),
         "running": running,
@@ -275,6 +297,8 @@ def collect(
         "eta_seconds": round(eta, 1) if eta else 0,
         "units_in_progress": in_progress,
         "schedule": schedule,
+        # The last whole-market `neo verify`: symbols with holes per interface, and when.
+        "coverage": (gauges.get("verify", {}).get("coverage", (None, 0))[0] or {}),
     }
 
 

@@ -35,7 +35,8 @@ from typing import Any, Protocol
 
 from neo_cli import config, logs
 from neo_cli.config import Settings
-from neo_cli.errors import NeoError
+from neo_cli.errors import NeoError, describe_exit
+from neo_cli.exporter import Exporter
 from neo_cli.ledger import Ledger
 from neo_cli.metrics import MetricsStore
 from neo_cli.paths import Paths
@@ -152,6 +153,7 @@ class Supervisor:
         self._metrics: MetricsStore | None = None
         self._book: SqliteRunBook | None = None
         self.scheduler: Scheduler | None = None
+        self.exporter: Exporter | None = None
         self._rotate_at = 0.0
 
     # -- processes -----------------------------------------------------------------------------
@@ -188,9 +190,11 @@ class Supervisor:
             self.stop_requested = timeout
 
     def open(self) -> None:
-        """Resources the loop uses: the queues, the ledger, the metrics store."""
+        """Resources the loop uses: the queues, the ledger, the metrics store, the exporter."""
         self._pipeline = Pipeline(self.settings)
         self._metrics = MetricsStore(self.paths.metrics)
+        if self.settings.values["metrics"]["port"]:
+            self.exporter = self._exporter().start()  # a port taken since `neo start`: exit 2
         if self.role == "fast":
             return  # a download machine: no ledger here (leases bring its lost work back)
         self._ledger = Ledger(self.paths.ledger)
@@ -198,7 +202,32 @@ class Supervisor:
             self._book = SqliteRunBook(self.paths.ledger)
             self.scheduler = scheduler_for(self.settings, self._book, clock=self.wall)
 
+    def _exporter(self) -> Exporter:
+        """/metrics and /api/status; the status data is `neo status --json`'s, collected on
+        the exporter's thread with a pipeline of its own."""
+        from neo_cli.status import ProcessSampler, collect
+
+        sampler = ProcessSampler()
+        pipeline = Pipeline(self.settings)
+
+        def consumers() -> dict[str, dict[str, Any]]:
+            usage = sampler.sample([c.pid for c in self.consumers.values() if c.pid], 0)
+            return {
+                q: {
+                    "state": c.state,
+                    "restarts": c.restarts,
+                    "rss_bytes": (
+                        round(usage[c.pid]["rss_mb"] * 2**20) if c.pid in usage else None
+                    ),
+                }
+                for q, c in self.consumers.items()
+            }
+
+        return Exporter(self.settings, consumers, lambda: collect(self.settings, sampler, pipeline))
+
     def close(self) -> None:
+        if self.exporter is not None:
+            self.exporter.stop()
         if self._book is not None:
             self._book.close()
         if self._ledger is not None:
@@ -259,7 +288,7 @@ class Supervisor:
         c.last_exit = code
         c.pid = None
         c._proc = None
-        what = f"exit code {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
+        what = describe_exit(code)
         if uptime < self.policy.min_uptime:
             c.quick_failures += 1
         else:

@@ -55,6 +55,7 @@ def test_plain_neo_shows_the_help_and_version_says_which(home):
 
 SCHEMA = {
     "schema": int,
+    "version": str,
     "time": float,
     "data_dir": str,
     "running": bool,
@@ -65,8 +66,18 @@ SCHEMA = {
     "processes": dict,
     "eta_seconds": (int, float),
     "units_in_progress": int,
+    "coverage": dict,
 }
-QUEUE_KEYS = {"pending", "scheduled", "in_flight", "done_per_min", "failed_per_min", "throttled"}
+QUEUE_KEYS = {
+    "pending",
+    "scheduled",
+    "in_flight",
+    "done_per_min",
+    "failed_per_min",
+    "failures_per_min",
+    "throttled",
+    "totals",
+}
 TYPE_KEYS = {
     "pending",
     "scheduled",
@@ -74,6 +85,10 @@ TYPE_KEYS = {
     "limit_per_min",
     "rejected_per_min",
     "retries_per_min",
+    "dead_per_min",
+    "calls_total",
+    "calls_by_outcome",
+    "limiter_wait_seconds_total",
     "rows_saved",
     "table_rows",
     "quarantined",
@@ -87,10 +102,13 @@ PROCESS_KEYS = {"state", "pid", "started", "restarts", "reason", "uptime", "cpu_
 def check_schema(data: dict) -> None:
     for key, kind in SCHEMA.items():
         assert isinstance(data[key], kind), (key, data[key])
-    assert data["schema"] == 1
+    assert data["schema"] == 2
     assert set(data["queues"]) == {"fast", "slow"}
     for q in data["queues"].values():
         assert set(q) >= QUEUE_KEYS
+        assert q["failed_per_min"] == sum(q["failures_per_min"].values())
+    assert set(data["queues"]["fast"]["failures_per_min"]) == {"retried", "rate_limited", "dead"}
+    assert set(data["queues"]["slow"]["failures_per_min"]) == {"errors", "flush_failures"}
     assert set(data["task_types"]) == {
         "stock_basic",
         "daily",

@@ -48,6 +48,15 @@ def start(
             "--no-schedule", help="Do not run the daily update by itself ([schedule] update)."
         ),
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            help="Serve /metrics (Prometheus) and /api/status on this port, on [metrics] bind "
+            "(127.0.0.1); 0 = off (default: [metrics] port).",
+            show_default=False,
+        ),
+    ] = None,
     config_file: ConfigOption = None,
 ) -> None:
     """Start the fast and slow consumers under a supervisor, which also runs the daily update
@@ -65,6 +74,7 @@ def start(
             "slow.workers": slow_workers,
             "schedule.update": "" if no_schedule else None,
             "supervisor.role": role,
+            "metrics.port": metrics_port,
         },
     )
     schedule = Schedule.from_settings(settings)
@@ -89,6 +99,9 @@ def start(
     for name, c in state["consumers"].items():
         out.print(f"  {name:<10}  pid {c['pid']:<8} log {c['log']}")
     out.print(f"  schedule    {escape(describe_schedule(schedule))}")
+    bind, port = settings.values["metrics"]["bind"], settings.values["metrics"]["port"]
+    if port:
+        out.print(f"  metrics     http://{bind}:{port}/metrics  /api/status")
 
 
 def describe_schedule(schedule) -> str:

@@ -68,15 +68,32 @@ def render(data: dict[str, Any]) -> Group:
         parts.append(Text(data["queue_error"], style="bold red"))
 
     notes: list[str] = []
-    q = _table("Queues", "queue", "pending", "scheduled", "in flight", "done/min", "failed/min")
+    q = _table(
+        "Queues",
+        "queue",
+        "pending",
+        "scheduled",
+        "in flight",
+        "done/min",
+        "failed/min",
+        "done",
+        "failed",
+    )
+    q.add_column("failures/min", no_wrap=True)
     for name, v in data["queues"].items():
+        why = ", ".join(
+            f"{n} {kind.replace('_', '-')}" for kind, n in v["failures_per_min"].items() if n
+        )
         q.add_row(
             name,
             _num(v["pending"]),
             _num(v["scheduled"]),
             _num(v["in_flight"]),
             _num(v["done_per_min"]),
-            _num(v["failed_per_min"]),
+            Text(_num(v["failed_per_min"]), style="yellow" if v["failed_per_min"] else ""),
+            _num(v["totals"]["done"]),
+            _num(sum(v["totals"]["failed"].values())),
+            Text(why, style="yellow"),
         )
         if v["throttled"]:
             notes.append(f"{name} queue paused: {v['throttled']}")

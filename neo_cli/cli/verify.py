@@ -66,6 +66,8 @@ def verify(
     requests = requests_for(task_type, codes, end=end, listed_only=listed_only)
     reports = [r for request in requests for r in find_holes(settings, request)]
     missing = sum(r.ranges for r in reports)
+    if not codes and end is None and not listed_only:  # the whole market: what /metrics shows
+        record_coverage(settings, reports)
     if as_json:
         out.print_json(
             json.dumps({"complete": missing == 0, "apis": [r.to_dict() for r in reports]})
@@ -100,3 +102,20 @@ def verify(
             out.print(f"repair: enqueued {len(done.ids)} {request.task_type.name} task(s)")
     if missing:
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def record_coverage(settings, reports) -> None:
+    """Keep the result where `neo status` and `/metrics` read it (`neo_coverage_holes`)."""
+    import time
+
+    from neo_cli.metrics import MetricsStore
+    from neo_cli.paths import Paths
+
+    store = MetricsStore(Paths(settings.data_dir).metrics)
+    try:
+        previous = store.gauges().get("verify", {}).get("coverage", ({}, 0))[0] or {}
+        holes = {**previous.get("symbols_with_holes", {})}
+        holes.update({r.api: len(r.holes) for r in reports})
+        store.add({}, {"coverage": {"symbols_with_holes": holes, "checked": time.time()}}, "verify")
+    finally:
+        store.close()

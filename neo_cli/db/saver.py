@@ -169,6 +169,7 @@ class BatchSaver:
                 self._retry_at = self.clock() + delay
                 self.last_error = reason
             self.recorder.incr("saver", "batch_failures")
+            self.recorder.observe("saver", "flush_seconds", self.clock() - started)
             for api in taken:
                 self.recorder.incr(api, "batch_failures")
             self.recorder.gauge("db_error", reason)
@@ -239,6 +240,7 @@ class BatchSaver:
             self.recorder.incr(api, "batches")
             rows += r.rows
         self.recorder.incr("saver", "batches")
+        self.recorder.observe("saver", "flush_seconds", seconds)
         log.info(
             "flushed %d rows for %d units in %.3fs (%s)",
             rows,
