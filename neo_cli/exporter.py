@@ -75,6 +75,7 @@ METRICS = (
     ("counter", "neo_consumer_restarts"),
     ("gauge", "neo_consumer_resident_memory_bytes"),
     ("gauge", "neo_queue_tasks"),
+    ("gauge", "neo_interface_queued_tasks"),
     ("gauge", "neo_save_buffered_rows"),
     ("gauge", "neo_units_in_progress"),
     ("gauge", "neo_dead_letters"),
@@ -244,12 +245,18 @@ class NeoCollector:
         table_rows = GaugeMetricFamily(
             "neo_table_rows", "rows in each table after the last flush", labels=["table"]
         )
+        queued = GaugeMetricFamily(
+            "neo_interface_queued_tasks",
+            "download tasks waiting for each interface (pending and scheduled)",
+            labels=["interface"],
+        )
         for api, v in data["task_types"].items():
+            queued.add_metric([api], v["pending"] + v["scheduled"])
             dead.add_metric([api], v["dead_lettered"])
             stopped.add_metric([api], 1 if str(v["paused"]).startswith("stopped") else 0)
             if dataset(api).table == api:
                 table_rows.add_metric([api], v["table_rows"])
-        yield from (dead, stopped, table_rows)
+        yield from (queued, dead, stopped, table_rows)
         coverage = data.get("coverage") or {}
         holes = GaugeMetricFamily(
             "neo_coverage_holes",

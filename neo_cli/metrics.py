@@ -138,10 +138,13 @@ class MetricsStore:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
-    def recent(self, seconds: float = RATE_SECONDS, started: float | None = None) -> Window:
+    def recent(
+        self, seconds: float = RATE_SECONDS, started: float | None = None, process: str = ""
+    ) -> Window:
         """Counts of about the last `seconds`, with the time they cover: from the oldest bucket
-        read, or `started` (when the processes counting began) if later, to now less the
-        newest half second not flushed yet."""
+        read, or `started` (when the processes counting began) if later, to the last time
+        `process` (the one that counts them) wrote its counts — else now less the newest half
+        second, on average not written yet."""
         now = self.clock()
         since = int((now - seconds) // BUCKET * BUCKET)
         if started:  # a previous run's last counts are not this one's
@@ -153,8 +156,12 @@ class MetricsStore:
                 (since,),
             )
         }
-        begin = max(float(since), started or 0.0)
-        return Window(counts, max(0.0, now - FLUSH_LAG - begin))
+        end = now - FLUSH_LAG
+        if process:
+            written = self._q("select max(updated) from gauges where process = ?", (process,))
+            if written and written[0][0] and now - written[0][0] < 5:
+                end = written[0][0]
+        return Window(counts, max(0.0, end - max(float(since), started or 0.0)))
 
     def totals(self) -> dict[tuple[str, str], int]:
         return {(s, n): v for s, n, v in self._q("select scope, name, value from totals")}
@@ -200,10 +207,11 @@ class Recorder:
             self._counts[(scope, f"{name}:sum_us")] += max(0, round(seconds * 1e6))
 
     def recent(self, seconds: float = RATE_SECONDS, started: float | None = None) -> Window:
-        """The store's recent counts (this data directory's processes)."""
+        """The store's recent counts (this data directory's processes), up to this process's
+        last write."""
         if self.store is None:
             return Window({}, 0.0)
-        return self.store.recent(seconds, started)
+        return self.store.recent(seconds, started, self.process)
 
     def start(self) -> Recorder:
         if self.store is not None and self._thread is None:

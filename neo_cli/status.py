@@ -108,7 +108,9 @@ def collect(
         try:
             gauges, totals = store.gauges(), store.totals()
             for q in windows:
-                windows[q] = store.recent(started=consumers.get(q, {}).get("started"))
+                windows[q] = store.recent(
+                    started=consumers.get(q, {}).get("started"), process=q if running else ""
+                )
         finally:
             store.close()
     fast_w = windows["fast"]

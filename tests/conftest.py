@@ -20,6 +20,7 @@ from typing import Any
 
 import psutil
 import pytest
+from prometheus_server import PrometheusServer, prometheus_binary, promtool_binary
 from redis_server import RedisServer, redis_binary
 from typer.testing import CliRunner
 
@@ -322,6 +323,41 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis"), binary)
     yield server
     server.stop()
+
+
+# --------------------------------------------------------------------------- a real Prometheus
+
+
+def _server_or_skip(binary: str | None, name: str) -> str:
+    """A server's binary. Missing: skipped locally, a failure under CI (the Makefile installs
+    it there)."""
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed, and CI must run the tests that need it")
+        pytest.skip(f"{name} is not installed (make test installs it)")
+    return binary
+
+
+@pytest.fixture
+def promtool() -> str:
+    return _server_or_skip(promtool_binary(), "promtool (Debian's prometheus)")
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """Start a real Prometheus scraping the given targets: `prometheus(["127.0.0.1:9464"])`."""
+    binary = _server_or_skip(prometheus_binary(), "prometheus")
+    started: list[PrometheusServer] = []
+
+    def start(targets: list[str]) -> PrometheusServer:
+        directory = tmp_path / f"prometheus{len(started)}"
+        directory.mkdir()
+        started.append(PrometheusServer(directory, binary, targets))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 # --------------------------------------------------------------------------- counted by the server

@@ -72,7 +72,7 @@ def test_transient_faults_end_saved_and_permanent_ones_dead_lettered(home):
     totals = store.totals()
     store.close()
     calls = sum(v for (s, n), v in totals.items() if n == "calls")
-    retries = sum(v for (s, n), v in totals.items() if n == "retries")
+    retries = sum(v for (s, n), v in totals.items() if n == "retried")
     # 5% of calls fail; each failure is retried once more on average: no retry storm.
     assert 0.02 * calls < retries < 0.10 * calls, (calls, retries)
     assert calls < units * 1.12, (calls, units)

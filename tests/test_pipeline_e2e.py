@@ -82,7 +82,7 @@ def test_two_queues_save_every_row_once_at_the_limit(home):
     store.close()
     assert set(counts) == {"stock_basic", "daily", "adj_factor", *VIP}  # whole-market statements
     for api in counts:
-        assert totals.get((api, "rejected"), 0) == 0, f"{api} was rate-limited"
+        assert totals.get((api, "calls_rate_limited"), 0) == 0, f"{api} was rate-limited"
         units = sum(counts[api].values())
         if api in VIP:  # a window of the whole market's statements pages by design
             rows = saved[VIP[api]]

@@ -69,21 +69,11 @@ def render(data: dict[str, Any]) -> Group:
 
     notes: list[str] = []
     q = _table(
-        "Queues",
-        "queue",
-        "pending",
-        "scheduled",
-        "in flight",
-        "done/min",
-        "failed/min",
-        "done",
-        "failed",
+        "Queues", "queue", "pending", "scheduled", "in flight", "done/min", "failed/min", "done"
     )
-    q.add_column("failures/min", no_wrap=True)
+    q.add_column("failed", justify="right", no_wrap=True)
     for name, v in data["queues"].items():
-        why = ", ".join(
-            f"{n} {kind.replace('_', '-')}" for kind, n in v["failures_per_min"].items() if n
-        )
+        failed_total = sum(v["totals"]["failed"].values())
         q.add_row(
             name,
             _num(v["pending"]),
@@ -92,9 +82,13 @@ def render(data: dict[str, Any]) -> Group:
             _num(v["done_per_min"]),
             Text(_num(v["failed_per_min"]), style="yellow" if v["failed_per_min"] else ""),
             _num(v["totals"]["done"]),
-            _num(sum(v["totals"]["failed"].values())),
-            Text(why, style="yellow"),
+            Text(_num(failed_total), style="yellow" if failed_total else ""),
         )
+        if v["failed_per_min"]:
+            why = ", ".join(
+                f"{n} {kind.replace('_', '-')}" for kind, n in v["failures_per_min"].items() if n
+            )
+            notes.append(f"{name} queue failures/min: {why}")
         if v["throttled"]:
             notes.append(f"{name} queue paused: {v['throttled']}")
     if data["queues"]["slow"].get("buffered_rows"):
