@@ -42,15 +42,19 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check neo_cli tests
 
-# Servers the tests start on 127.0.0.1 on free ports of their own: Debian's redis-server,
-# installed with apt when missing. Without it (and without root) the Redis tests skip locally;
-# with CI set they fail instead, so CI can never pass without them.
+# Servers the tests start on 127.0.0.1 on free ports of their own: Debian's redis-server and
+# prometheus (which brings promtool), installed with apt when missing. Without them (and without
+# root) the tests that need them skip locally; with CI set they fail instead, so CI can never
+# pass without them.
+SERVERS := redis-server:redis-server prometheus:prometheus promtool:prometheus
 servers:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "installing redis-server (apt)"; \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } \
-	  || { if [ -n "$$CI" ]; then echo "could not install redis-server" >&2; exit 1; fi; \
-	       echo "redis-server not installed: the Redis tests will skip"; }; }
+	@missing=""; for pair in $(SERVERS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+	  || { if [ -n "$$CI" ]; then echo "could not install$$missing" >&2; exit 1; fi; \
+	       echo "not installed:$$missing; the tests that need them will skip"; }; fi
 
 # Two workers for everything but the tests that measure calls against a limit: those run
 # alone afterwards, so another test's CPU never shows up as a slow call in their figures.

@@ -57,7 +57,9 @@ class PrometheusServer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {(directory / 'prometheus.log').read_text()}")
+                raise RuntimeError(
+                    f"prometheus exited: {(directory / 'prometheus.log').read_text()}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r:
                     if r.status == 200:

@@ -12,10 +12,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import kill_tree_for, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from redis_server import free_port
-from test_download import Clock, Scripted, bars, ledger, recorded, runtime  # noqa: F401
+from test_download import Clock, Scripted, bars, recorded, runtime
 
 from neo_cli import __version__
 from neo_cli.download import attempt
@@ -30,6 +30,15 @@ DASHBOARD = ROOT / "configs" / "grafana" / "neo.json"
 
 
 # --------------------------------------------------------------------------- counting
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    from neo_cli.ledger import Ledger
+
+    led = Ledger(tmp_path / "ledger.db")
+    yield led
+    led.close()
 
 
 def test_each_call_and_each_download_is_counted_once_by_how_it_ended(ledger):
@@ -370,17 +379,19 @@ def test_prometheus_scrapes_what_neo_status_reports(home, prometheus, promtool):
     for api in ("stock_basic", "daily", "adj_factor"):
         v = shown["task_types"][api]
         for o in CALL_OUTCOMES:
-            assert metric("neo_api_calls_total", interface=api, outcome=o) == (
-                v["calls_by_outcome"][o]
+            assert (
+                metric("neo_api_calls_total", interface=api, outcome=o)
+                == (v["calls_by_outcome"][o])
             ), (api, o)
         assert metric("neo_rows_saved_total", table=api) == v["rows_saved"]
-        assert got[("neo_dead_letters", frozenset({"interface": api}.items()))] == (
-            v["dead_lettered"]
+        assert (
+            got[("neo_dead_letters", frozenset({"interface": api}.items()))] == (v["dead_lettered"])
         )
         assert metric("neo_downloads_total", interface=api, outcome="dead") == v["dead_lettered"]
-    assert sum(
-        metric("neo_downloads_total", interface=api, outcome="done") for api in INTERFACES
-    ) == (shown["queues"]["fast"]["totals"]["done"])
+    assert (
+        sum(metric("neo_downloads_total", interface=api, outcome="done") for api in INTERFACES)
+        == (shown["queues"]["fast"]["totals"]["done"])
+    )
 
     # The terminal view shows the same totals.
     table = home.run("status").stdout
@@ -407,8 +418,10 @@ def test_prometheus_scrapes_what_neo_status_reports(home, prometheus, promtool):
     rules = [r for g in server.api("rules")["groups"] for r in g["rules"]]
     assert len(rules) == 11 and all(r["health"] == "ok" for r in rules), rules
     wait_for(
-        lambda: {a["labels"]["alertname"] for a in server.api("alerts")["alerts"]}
-        >= {"NeoDeadLettersGrowing", "NeoCoverageHoles"},
+        lambda: (
+            {a["labels"]["alertname"] for a in server.api("alerts")["alerts"]}
+            >= {"NeoDeadLettersGrowing", "NeoCoverageHoles"}
+        ),
         30,
         "the dead-letter and coverage alerts",
     )
@@ -416,3 +429,81 @@ def test_prometheus_scrapes_what_neo_status_reports(home, prometheus, promtool):
     time.sleep(0.2)
     with pytest.raises(OSError):
         get("/metrics")  # the exporter stops with its supervisor
+
+
+@pytest.mark.slow
+def test_three_machines_on_redis_counted_once_each_as_the_server_counted(
+    tmp_path, own_redis, prometheus
+):
+    """One writer and two download machines, each with its exporter, one Prometheus scraping
+    all three: summed over machines, the calls are what the protocol server counted (in its
+    own process), and figures of the whole queue come from the writer alone."""
+    from conftest import tushare_home
+    from test_shared_budget import TOKEN, listed, serve
+
+    apis = ("stock_basic", "daily", "adj_factor")
+    server = serve(tmp_path, ",".join(f"{a}=600" for a in (*apis, "trade_cal")))
+    shared = {
+        "queue": {"storage": "redis", "redis_url": own_redis.url, "cluster": "mon"},
+        "limiter": {"backend": "redis"},
+        "rate_limits": {a: 600 for a in apis},
+        "plan": {"multi_symbol": False, "whole_market": False},
+        "fast": {"workers": 4},
+    }
+    ports = [free_port() for _ in range(3)]
+    homes = [
+        tushare_home(
+            tmp_path / f"machine{i}",
+            server.url,
+            TOKEN,
+            **shared,
+            supervisor={"role": role},
+            metrics={"port": port},
+        )
+        for i, (role, port) in enumerate(zip(("slow", "fast", "fast"), ports, strict=True))
+    ]
+    writer = homes[0]
+    prom = prometheus([f"127.0.0.1:{p}" for p in ports])
+    try:
+        for h in homes:
+            h.run("start", check=True)
+        writer.run("enqueue", "-t", "stock_basic", check=True)
+        writer.wait_idle(timeout=60)
+        writer.run("enqueue", "-t", "daily_qfq", "--symbols", ",".join(listed(20)), check=True)
+        writer.wait_idle(timeout=120)
+        wait_for(
+            lambda: prom.value("count(up == 1)") == 3 and prom.value("sum(neo_consumer_up)") == 3,
+            30,
+            "three machines scraped, three consumers up",
+        )
+        shown = json.loads(writer.run("status", "--json").stdout)
+        rows = sum(v["rows_saved"] for v in shown["task_types"].values())
+        wait_for(
+            lambda: prom.value("sum(neo_rows_saved_total)") == rows,
+            30,
+            f"Prometheus to report the {rows} rows saved",
+        )
+        by_api = {
+            r["metric"]["interface"]: float(r["value"][1])
+            for r in prom.query("sum by (interface) (neo_api_calls_total)")
+        }
+        per_machine = prom.query('sum by (instance) (neo_api_calls_total{interface="daily"})')
+        writers = {r["metric"]["instance"] for r in prom.query("neo_queue_tasks")}
+        assert writers == {f"127.0.0.1:{ports[0]}"}  # queue depths from the writer only
+        assert prom.value("count(neo_build_info)") == 3
+        for h in homes:
+            h.run("stop", check=True)
+    finally:
+        stats = server.stop()
+        for h in homes:
+            kill_tree_for(h.data)
+    assert stats is not None
+    for api in apis:
+        assert by_api[api] == len(stats["arrivals"][api]), (api, by_api, stats["apis"][api])
+    # Both download machines called (the sum is not one machine's figure shown twice).
+    assert len([r for r in per_machine if float(r["value"][1]) > 0]) == 2, per_machine
+    print(
+        "\ncalls summed over 3 machines' /metrics by Prometheus: "
+        + ", ".join(f"{a} {by_api[a]:.0f}" for a in apis)
+        + "; the server counted the same"
+    )
