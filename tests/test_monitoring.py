@@ -507,3 +507,26 @@ def test_three_machines_on_redis_counted_once_each_as_the_server_counted(
         + ", ".join(f"{a} {by_api[a]:.0f}" for a in apis)
         + "; the server counted the same"
     )
+
+
+def test_the_readme_scrape_config_is_one_prometheus_accepts(tmp_path, promtool):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Monitoring") :]
+    block = section[section.index("```yaml\n") + 8 :]
+    config = block[: block.index("```")]
+    assert "job_name: neo" in config
+    path = tmp_path / "prometheus.yml"
+    path.write_text(config.replace("/etc/prometheus/neo-alerts.yml", str(ALERTS)))
+    check = subprocess.run(
+        [promtool, "check", "config", str(path)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_every_counter_neo_records_is_documented():
+    from neo_cli.metrics import COUNTERS
+
+    source = "\n".join(p.read_text() for p in (ROOT / "neo_cli").rglob("*.py"))
+    named = set(re.findall(r'\.incr\(\s*[^,]+,\s*"([a-z_]+)"', source))
+    named |= {f"calls_{o}" for o in CALL_OUTCOMES}  # counted as f"calls_{ended}"
+    assert named - {"done"} and named <= set(COUNTERS), named - set(COUNTERS)
