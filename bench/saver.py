@@ -1,0 +1,296 @@
+"""The save path: rows/s of neo's batch saver through its real flusher thread, against DuckDB's
+own bulk write into the same keyed table (the ceiling) and row-by-row inserts (the floor).
+
+Each case starts from a table already holding a history (`SYMBOLS` symbols; daily bars: about
+`DAYS` trading days each, statements: a report a quarter since 1995) and writes rows as the API
+sends them (dates as 'YYYYMMDD' text, numbers as floats), in frames of min(batch_size, 1,000)
+rows, the way save tasks hand them over:
+
+    fresh      keys not in the table yet (a new symbol's history)
+    recent     keys already saved, on the latest dates (the daily update re-saving its overlap)
+    scattered  keys already saved, at random dates all through history (holes repaired, a
+               restated report)
+
+`python bench/saver.py` prints the table; `bench/run.py` includes it in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from neo_cli.db.database import Database  # noqa: E402
+from neo_cli.db.saver import BatchSaver  # noqa: E402
+from neo_cli.ledger import Ledger  # noqa: E402
+from neo_cli.metrics import Recorder  # noqa: E402
+from neo_cli.tasktypes import DATE, DAILY, DOUBLE, INCOME, Dataset  # noqa: E402
+
+SYMBOLS = 1000
+DAYS = 1500  # trading days of history per symbol (daily): 1.5M rows to start from
+QUARTERS = 120  # statements: 30 years, one report a quarter
+PATTERNS = ("fresh", "recent", "scattered")
+BATCHES = (1, 100, 1000, 10_000)
+
+
+def code(i: int) -> str:
+    return f"{i:06d}.{'SH' if i % 2 else 'SZ'}"
+
+
+def days(n: int, start: date = date(2005, 1, 3)) -> list[str]:
+    out, d = [], start
+    while len(out) < n:
+        if d.weekday() < 5:
+            out.append(d.strftime("%Y%m%d"))
+        d += timedelta(days=1)
+    return out
+
+
+@dataclass
+class Keys:
+    """What the prefilled table holds: symbols and their dates."""
+
+    codes: list[str]
+    dates: list[str]
+
+
+def prefill(conn: duckdb.DuckDBPyConnection, d: Dataset, keys: Keys) -> None:
+    """The history, written with DuckDB's own bulk append (not timed)."""
+    rows = [(c, day) for c in keys.codes for day in keys.dates]
+    frame = pd.DataFrame(rows, columns=["ts_code", d.date_field])
+    for name, kind in d.columns:
+        if name in ("ts_code", d.date_field):
+            continue
+        if kind == DATE:
+            frame[name] = frame[d.date_field]
+        elif kind == DOUBLE:
+            frame[name] = 1.0
+        else:
+            frame[name] = "1"
+    typed = typed_frame(d, frame)
+    conn.register("_prefill", typed)
+    conn.execute(f"INSERT INTO {d.table} SELECT {cols(d)} FROM _prefill")
+    conn.unregister("_prefill")
+
+
+def cols(d: Dataset) -> str:
+    return ", ".join(f'"{n}"' for n in d.fields)
+
+
+def typed_frame(d: Dataset, frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for name, kind in d.columns:
+        if kind == DATE:
+            out[name] = pd.to_datetime(out[name], format="%Y%m%d").dt.date
+    return out[list(d.fields)]
+
+
+def api_rows(d: Dataset, pairs: list[tuple[str, str]], rng: random.Random) -> list[list]:
+    """Rows as the API sends them for (ts_code, date) keys."""
+    out = []
+    for c, day in pairs:
+        row = []
+        for name, kind in d.columns:
+            if name == "ts_code":
+                row.append(c)
+            elif kind == DATE:
+                row.append(day)
+            elif kind == DOUBLE:
+                row.append(round(rng.uniform(1, 100), 2))
+            else:
+                row.append("1")
+        out.append(row)
+    return out
+
+
+def pairs_for(pattern: str, keys: Keys, n: int, rng: random.Random, fresh_from: int):
+    if pattern == "fresh":  # new symbols, whole histories
+        per = len(keys.dates)
+        codes = [code(fresh_from + i) for i in range(n // per + 1)]
+        return [(c, day) for c in codes for day in keys.dates][:n]
+    if pattern == "recent":  # the latest dates of each symbol
+        depth = max(1, n // len(keys.codes) + 1)
+        recent = keys.dates[-depth:]
+        return [(c, day) for day in recent for c in keys.codes][:n]
+    chosen: set[tuple[str, str]] = set()
+    while len(chosen) < n:
+        chosen.add((rng.choice(keys.codes), rng.choice(keys.dates)))
+    return list(chosen)
+
+
+def saver_rows_per_s(
+    database: Database,
+    ledger: Ledger,
+    d: Dataset,
+    rows: list[list],
+    batch_size: int,
+    budget_s: float,
+) -> tuple[int, float]:
+    """(rows written, seconds) through BatchSaver and its flusher thread."""
+    frame = min(batch_size, 1000)
+    saver = BatchSaver(
+        database,
+        ledger,
+        Recorder(None, "bench"),
+        batch_size=batch_size,
+        batch_timeout=3600,
+        idle_flush=3600,
+    ).start()
+    start = time.perf_counter()
+    deadline = start + budget_s
+    written = 0
+    for i in range(0, len(rows), frame):
+        chunk = rows[i : i + frame]
+        saver.add(d.api, d.fields, chunk, f"bench-{i}")
+        written += len(chunk)
+        while saver.buffered_rows >= 4 * max(batch_size, frame):  # a bounded backlog
+            time.sleep(0.001)
+        if time.perf_counter() > deadline:
+            break
+    if not saver.close():
+        raise RuntimeError(f"flush failed: {saver.last_error}")
+    return written, time.perf_counter() - start
+
+
+def bulk_rows_per_s(path: Path, d: Dataset, rows: list[list], update: bool) -> float:
+    """DuckDB's own bulk write of the same typed rows in one transaction."""
+    frame = typed_frame(d, pd.DataFrame(rows, columns=list(d.fields)))
+    conn = duckdb.connect(str(path))
+    try:
+        start = time.perf_counter()
+        conn.execute("BEGIN")
+        conn.register("_bulk", frame)
+        if update:
+            match = " AND ".join(f't."{k}" = b."{k}"' for k in d.keys)
+            conn.execute(f"DELETE FROM {d.table} AS t USING _bulk AS b WHERE {match}")
+        conn.execute(f"INSERT INTO {d.table} SELECT {cols(d)} FROM _bulk")
+        conn.execute("COMMIT")
+        seconds = time.perf_counter() - start
+        conn.unregister("_bulk")
+    finally:
+        conn.close()
+    return len(rows) / seconds
+
+
+def row_by_row_rows_per_s(path: Path, d: Dataset, rows: list[list], budget_s: float) -> float:
+    """One INSERT OR REPLACE per row (the floor), bounded in time."""
+    frame = typed_frame(d, pd.DataFrame(rows, columns=list(d.fields)))
+    tuples = list(frame.itertuples(index=False, name=None))
+    conn = duckdb.connect(str(path))
+    marks = ", ".join("?" for _ in d.fields)
+    try:
+        start = time.perf_counter()
+        n = 0
+        for row in tuples:
+            conn.execute(f"INSERT OR REPLACE INTO {d.table} ({cols(d)}) VALUES ({marks})", row)
+            n += 1
+            if time.perf_counter() - start > budget_s:
+                break
+        return n / (time.perf_counter() - start)
+    finally:
+        conn.close()
+
+
+def measure(
+    quick: bool = False, batches: tuple[int, ...] = BATCHES, datasets=(DAILY, INCOME)
+) -> list[dict]:
+    """Every (dataset, pattern, batch size), with the ceiling and the floor beside each."""
+    rng = random.Random(7)
+    results = []
+    symbols = 200 if quick else SYMBOLS
+    for d in datasets:
+        dates = days(300 if quick else DAYS) if d is DAILY else quarter_ends(QUARTERS)
+        keys = Keys([code(i) for i in range(symbols)], dates)
+        with tempfile.TemporaryDirectory(prefix="neo-bench-saver-") as tmp:
+            base = Path(tmp) / "base.duckdb"
+            database = Database(base)
+            database.ensure_schema()
+            with database.writer() as conn:
+                prefill(conn, d, keys)
+            for pattern in PATTERNS:
+                n = 20_000 if quick else 100_000
+                pairs = pairs_for(pattern, keys, n, rng, fresh_from=symbols)
+                rows = api_rows(d, pairs, rng)
+                row = {"dataset": d.api, "pattern": pattern, "rows": len(rows)}
+                for batch in batches:
+                    case = Path(tmp) / f"{pattern}-{batch}.duckdb"
+                    copy(base, case)
+                    ledger = Ledger(Path(tmp) / f"ledger-{pattern}-{batch}.db")
+                    try:
+                        want = rows if batch >= 100 else rows[: 300 if quick else 1000]
+                        written, seconds = saver_rows_per_s(
+                            Database(case), ledger, d, want, batch, 10 if quick else 30
+                        )
+                    finally:
+                        ledger.close()
+                    row[f"saver_{batch}"] = round(written / seconds)
+                    case.unlink()
+                case = Path(tmp) / f"{pattern}-bulk.duckdb"
+                copy(base, case)
+                row["bulk"] = round(bulk_rows_per_s(case, d, rows, pattern != "fresh"))
+                copy(base, case)
+                row["row_by_row"] = round(
+                    row_by_row_rows_per_s(case, d, rows[:2000], 3 if quick else 10)
+                )
+                case.unlink()
+                results.append(row)
+                print(row, flush=True)
+    return results
+
+
+def quarter_ends(n: int) -> list[str]:
+    out = []
+    for y in range(1995, 2030):
+        for md in ("0331", "0630", "0930", "1231"):
+            out.append(f"{y}{md}")
+    return out[:n]
+
+
+def copy(src: Path, dst: Path) -> None:
+    import shutil
+
+    dst.unlink(missing_ok=True)
+    shutil.copyfile(src, dst)
+    wal = src.with_name(src.name + ".wal")
+    if wal.exists():
+        shutil.copyfile(wal, dst.with_name(dst.name + ".wal"))
+
+
+def table(results: list[dict], batches: tuple[int, ...] = BATCHES) -> str:
+    head = (
+        "| table | pattern | "
+        + " | ".join(f"saver, batch {b:,}" for b in batches)
+        + " | DuckDB bulk (ceiling) | row by row (floor) |"
+    )
+    lines = [head, "|---|---|" + "---:|" * (len(batches) + 2)]
+    for r in results:
+        cells = [f"{r[f'saver_{b}']:,}" for b in batches]
+        lines.append(
+            f"| {r['dataset']} | {r['pattern']} | "
+            + " | ".join(cells)
+            + f" | {r['bulk']:,} | {r['row_by_row']:,} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    parser.add_argument("--dataset", choices=("daily", "income", "both"), default="both")
+    args = parser.parse_args()
+    chosen = {"daily": (DAILY,), "income": (INCOME,), "both": (DAILY, INCOME)}[args.dataset]
+    batches = tuple(int(b) for b in args.batches.split(","))
+    results = measure(args.quick, batches, chosen)
+    print(table(results, batches))
