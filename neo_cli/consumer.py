@@ -143,6 +143,7 @@ def run_slow(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) 
         batch_size=v["slow"]["batch_size"],
         batch_timeout=v["slow"]["batch_timeout"],
         idle_flush=v["slow"]["idle_flush"],
+        hold=v["slow"]["hold_seconds"],
     ).start()
     pipeline.attach_slow(
         SlowRuntime(saver, recorder, ledger),

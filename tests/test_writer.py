@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -490,8 +492,47 @@ def test_reader_waits_for_another_process_to_release_the_file(db: Database) -> N
             assert conn.execute("SELECT count(*) FROM daily").fetchone() == (1,)
         assert proc.wait(timeout=30) == 0
     assert slept, "the reader had to wait"
-    assert slept[0] == 0.02  # then backing off, doubling up to 0.5 s
-    assert all(b == min(2 * a, 0.5) for a, b in zip(slept, slept[1:], strict=False))
+    assert slept[0] == 0.02  # then backing off, doubling up to 0.2 s
+    assert all(b == min(2 * a, 0.2) for a, b in zip(slept, slept[1:], strict=False))
+    assert not db.read_wanted.exists()  # its request to the writer is withdrawn
+
+
+READER = """
+import sys, time
+from pathlib import Path
+from neo_cli.db.database import Database
+t = time.monotonic()
+with Database(Path(sys.argv[1])).reader(wait=20) as conn:
+    n = conn.execute("SELECT count(*) FROM daily").fetchone()[0]
+print(n, round(time.monotonic() - t, 3), flush=True)
+"""
+
+
+def test_a_writer_holding_the_file_across_flushes_lets_a_reader_in(db: Database) -> None:
+    """Back-to-back flushes keep the file open (hold 60 s), yet `neo query`'s reader gets in:
+    it asks, and the writer lets go at its next flush and waits for it."""
+    save(db, DAILY, bars("u", bar(A, "20240102", 10.0)))
+    with db.held(60) as conn:
+        conn.execute("SELECT 1")
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(db.path)], stdout=subprocess.PIPE, text=True
+    )
+    flushes = 0
+    try:
+        while reader.poll() is None and flushes < 5000:
+            try:
+                with db.held(60) as conn:
+                    conn.execute("SELECT count(*) FROM daily").fetchone()
+                flushes += 1
+            except DatabaseUnavailable:
+                time.sleep(0.01)  # the reader is in: the writer retries, as a flush does
+            time.sleep(0.002)
+        out, _ = reader.communicate(timeout=30)
+    finally:
+        db.let_go()
+    assert reader.returncode == 0
+    count, waited = out.split()
+    assert count == "1" and float(waited) < 5, out
 
 
 def test_reader_gives_up_with_one_line_after_the_wait(db: Database) -> None:

@@ -51,6 +51,7 @@ class BatchSaver:
         sleep: Callable[[float], object] = time.sleep,
         retry_base: float = 1.0,
         retry_max: float = 60.0,
+        hold: float = 1.0,
     ):
         self.database = database
         self.ledger = ledger
@@ -61,6 +62,7 @@ class BatchSaver:
         self.clock = clock
         self.sleep = sleep
         self.retry_base, self.retry_max = retry_base, retry_max
+        self.hold = hold  # most seconds the file stays open across back-to-back flushes
         self._cond = threading.Condition()
         self._groups: dict[str, _Group] = defaultdict(_Group)
         self._buffered = 0
@@ -70,6 +72,8 @@ class BatchSaver:
         self._retry_at = 0.0
         self.last_error = ""
         self._thread: threading.Thread | None = None
+        self._counted: dict[str, int] = {}  # rows per table, on connection `_counted_on`
+        self._counted_on: object = None
 
     # -- called by save tasks ---------------------------------------------------------------
 
@@ -90,6 +94,11 @@ class BatchSaver:
     def buffered_rows(self) -> int:
         """Rows held in memory: buffered, plus those of a flush still being written."""
         return self._buffered + self._flushing
+
+    @property
+    def flushing_rows(self) -> int:
+        """Rows of the flush being written now (0 between flushes)."""
+        return self._flushing
 
     @property
     def healthy(self) -> bool:
@@ -184,13 +193,16 @@ class BatchSaver:
             self._flushing = 0
             self._failures = 0
             self.last_error = ""
+            more = self._due_in(self.clock()) == 0
+        if not more:  # the file stays open only for a flush that is already due
+            self.database.let_go()
         self.recorder.gauge("db_error", "")
         self._record({api: g.parts for api, g in taken.items()}, results, self.clock() - started)
         return True
 
     def _write(self, taken: dict[str, list[Part]]) -> dict[str, WriteResult]:
         results: dict[str, WriteResult] = {}
-        with self.database.writer() as conn:
+        with self.database.held(self.hold) as conn:
             conn.execute("BEGIN TRANSACTION")
             try:
                 for api, parts in taken.items():
@@ -199,10 +211,17 @@ class BatchSaver:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            self._table_rows = {
-                api: conn.execute(f"SELECT count(*) FROM {dataset(api).table}").fetchone()[0]
-                for api in taken
-            }
+            if conn is not self._counted_on:  # opened afresh: another writer may have been in
+                self._counted, self._counted_on = {}, conn
+            for api, r in results.items():
+                table = dataset(api).table
+                if table in self._counted:  # a count(*) a flush, kept by arithmetic instead
+                    self._counted[table] += r.rows - r.replaced
+                else:
+                    self._counted[table] = conn.execute(
+                        f"SELECT count(*) FROM {table}"
+                    ).fetchone()[0]
+            self._table_rows = {api: self._counted[dataset(api).table] for api in taken}
         return results
 
     def _record(
@@ -256,6 +275,12 @@ class BatchSaver:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join()
+        try:
+            return self._drain(deadline)
+        finally:
+            self.database.let_go()
+
+    def _drain(self, deadline: float) -> bool:
         end = self.clock() + deadline
         while True:
             with self._cond:

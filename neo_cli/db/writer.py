@@ -139,12 +139,13 @@ def write(conn: duckdb.DuckDBPyConnection, d: Dataset, parts: list[Part]) -> Wri
     finally:
         conn.unregister("_raw")
 
-    result.quarantined = conn.execute(
-        f"INSERT INTO {QUARANTINE} SELECT ?, _reason, _payload, _unit, now() "
-        "FROM _staged WHERE _reason <> ''",
-        [d.api],
-    ).fetchone()[0]
-    if result.quarantined:
+    bad = conn.execute("SELECT count(*) FROM _staged WHERE _reason <> ''").fetchone()[0]
+    if bad:
+        result.quarantined = conn.execute(
+            f"INSERT INTO {QUARANTINE} SELECT ?, _reason, _payload, _unit, now() "
+            "FROM _staged WHERE _reason <> ''",
+            [d.api],
+        ).fetchone()[0]
         day = f"coalesce(_payload->>'{d.date_field}', '')" if d.date_field else "''"
         result.set_aside = conn.execute(
             f"SELECT coalesce(_payload->>'ts_code', ''), {day}, _reason FROM _staged "
@@ -153,33 +154,32 @@ def write(conn: duckdb.DuckDBPyConnection, d: Dataset, parts: list[Part]) -> Wri
 
     keys = ", ".join(f'"{k}"' for k in d.keys)
     cols = ", ".join(f'"{n}"' for n in d.fields)
-    conn.execute(
-        f"CREATE OR REPLACE TEMP TABLE _good AS SELECT {cols} FROM _staged WHERE _reason = '' "
-        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _seq DESC) = 1"
-    )
+    good = "FROM _staged WHERE _reason = ''"
     match = " AND ".join(f't."{k}" = g."{k}"' for k in d.keys)
+    # Every key of the batch goes, then the last copy of each comes back: one statement each,
+    # straight from the staging table (a table of the good rows cost a statement more).
     result.replaced = conn.execute(
-        f"DELETE FROM {d.table} AS t USING _good AS g WHERE {match}"
+        f"DELETE FROM {d.table} AS t USING (SELECT DISTINCT {keys} {good}) AS g WHERE {match}"
     ).fetchone()[0]
     result.rows = conn.execute(
-        f"INSERT INTO {d.table} ({cols}) SELECT {cols} FROM _good"
+        f"INSERT INTO {d.table} ({cols}) SELECT {cols} {good} "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _seq DESC) = 1"
     ).fetchone()[0]
 
     if d.date_field:
         result.watermarks = dict(
             conn.execute(
-                f"SELECT ts_code, strftime(max(\"{d.date_field}\"), '%Y%m%d') FROM _good "
+                f"SELECT ts_code, strftime(max(\"{d.date_field}\"), '%Y%m%d') {good} "
                 "GROUP BY ts_code"
             ).fetchall()
         )
     if d.api == "stock_basic":
         result.symbols = conn.execute(
             "SELECT ts_code, name, list_status, strftime(list_date, '%Y%m%d'), "
-            "strftime(delist_date, '%Y%m%d') FROM _good"
+            f"strftime(delist_date, '%Y%m%d') {good} "
+            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _seq DESC) = 1"
         ).fetchall()
-    conn.execute("DROP TABLE _good")
-    conn.execute("DROP TABLE _staged")
-    return result
+    return result  # _staged stays until the next write replaces it: a DROP is a statement
 
 
 def catalog(conn: duckdb.DuckDBPyConnection, datasets: list[Dataset]):
