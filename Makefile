@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NEO    := $(BIN)/neo
 
-.PHONY: install run test lint bench clean servers
+.PHONY: install run test lint bench bench-quick clean servers
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,8 +63,19 @@ test: $(STAMP) servers
 	$(BIN)/pytest -q -n 2 -m "not limits"
 	$(BIN)/pytest -q -m limits
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+# Everything, unattended, in under 30 minutes: writes BENCHMARKS.md and bench/plots/*.png.
+bench: $(BENCH_STAMP) servers
 	$(BIN)/python bench/run.py --output BENCHMARKS.md
+
+# The seed's three designs (short stretches) and the save path, in under 3 minutes; prints
+# the figures and leaves BENCHMARKS.md alone.
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

@@ -53,7 +53,10 @@ def build(design: str, home: Path, url: str, limits: dict[str, int]):
             state["db"] = Database(home / "bench.duckdb")
         return state
 
-    @slow.task(name="save")
+    # In the shared pool a save goes ahead of the queued downloads, as the old design's chained
+    # save did (a worker that finished a download went on to its save): FIFO would starve saves
+    # until every download is done.
+    @slow.task(name="save", priority=10 if design == "shared" else None)
     def save(api: str, fields: tuple, items: list) -> None:
         d = dataset(api)
         with runtime()["db"].writer() as conn:

@@ -48,7 +48,8 @@ def rows_in(path: Path, wait: float = 20.0) -> int:
             time.sleep(0.02)
             continue
         try:
-            have = {r[0] for r in conn.execute("select table_name from information_schema.tables")}
+            tables = conn.execute("select table_name from information_schema.tables").fetchall()
+            have = {r[0] for r in tables}
             return sum(
                 conn.execute(f"select count(*) from {t}").fetchone()[0] for t in TABLES if t in have
             )
@@ -148,7 +149,11 @@ def run_design(design: str, symbols: int, warmup: float, seconds: float) -> dict
             stats = server.stop()
             os.environ.pop("TUSHARE_TOKEN", None)
         per_api = {
-            api: window_figures(stats["arrivals"][api], t0, t1, n) for api, n in BUDGET.items()
+            api: {
+                **window_figures(stats["arrivals"][api], t0, t1, n),
+                "rejected": stats["apis"][api]["rejected"],
+            }
+            for api, n in BUDGET.items()
         }
         calls = sum(f["calls_per_min"] for f in per_api.values())
         rejected = sum(stats["apis"][api]["rejected"] for api in BUDGET)
@@ -186,7 +191,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     out = compare(args.symbols, seconds=args.seconds)
     for r in out["results"].values():
-        print(
-            json.dumps({k: v for k, v in r.items() if k not in ("per_api", "arrivals")}),
-            flush=True,
-        )
+        print(json.dumps({k: v for k, v in r.items() if k != "arrivals"}), flush=True)

@@ -35,7 +35,7 @@ from neo_cli.db.database import Database  # noqa: E402
 from neo_cli.db.saver import BatchSaver  # noqa: E402
 from neo_cli.ledger import Ledger  # noqa: E402
 from neo_cli.metrics import Recorder  # noqa: E402
-from neo_cli.tasktypes import DATE, DAILY, DOUBLE, INCOME, Dataset  # noqa: E402
+from neo_cli.tasktypes import DAILY, DATE, DOUBLE, INCOME, Dataset  # noqa: E402
 
 SYMBOLS = 1000
 DAYS = 1500  # trading days of history per symbol (daily): 1.5M rows to start from

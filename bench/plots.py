@@ -1,0 +1,37 @@
+"""PNG plots for BENCHMARKS.md (matplotlib, installed by `make bench`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PLOTS = Path(__file__).resolve().parent / "plots"
+
+
+def calls_over_time(results: dict, budget: int, name: str = "designs-calls.png") -> Path:
+    """Calls per minute as the server counted them, in 10 s bins, one line per design."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    PLOTS.mkdir(exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
+    for design, r in results.items():
+        times = sorted(t for arrivals in r["arrivals"].values() for t in arrivals)
+        if not times:
+            continue
+        end = max(times)
+        bins = [i * 10.0 for i in range(int(end // 10) + 1)]
+        counts = [sum(1 for t in times if b <= t < b + 10) * 6 for b in bins]
+        ax.plot([b + 5 for b in bins], counts, marker="o", label=design)
+    ax.axhline(budget, color="grey", linestyle="--", label=f"budget {budget}/min")
+    ax.set_xlabel("seconds into the steady stretch")
+    ax.set_ylabel("calls/min (server, 10 s bins)")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    ax.set_title("Calls counted by the protocol server, per design")
+    fig.tight_layout()
+    path = PLOTS / name
+    fig.savefig(path)
+    plt.close(fig)
+    return path
