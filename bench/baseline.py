@@ -5,6 +5,8 @@
             save holds its worker while it writes one unit's rows to DuckDB
     split   two queues (50 download workers, 4 save workers) but a save per task: each save
             task opens the database, writes its unit's rows in one transaction, closes
+    hueyrl  split, paced by Huey's own `rate_limit` (a fixed window per interface) instead of
+            neo's limiter: what a Huey user gets out of the box
 
 Both use neo's own pieces where the design does not differ: the Tushare client, the call
 spacing (an in-memory limiter per interface: one process), the upsert (`db.writer.write`)
@@ -26,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from huey import SqliteHuey  # noqa: E402
+from huey import signals as S  # noqa: E402
 
 from neo_cli.db.database import Database  # noqa: E402
 from neo_cli.db.writer import Part, write  # noqa: E402
@@ -64,16 +67,21 @@ def build(design: str, home: Path, url: str, limits: dict[str, int]):
             write(conn, d, [Part(tuple(fields), items, "bench")])
             conn.execute("COMMIT")
 
+    windows = {a: fast.rate_limit(a, n, 60) for a, n in limits.items()}
+
     @fast.task(name="download", retries=3, retry_delay=1)
     def download(api: str, code: str) -> None:
         rt = runtime()
-        limiter = rt["limiters"][api]
-        while True:
-            try:
-                limiter.acquire(max_wait=120)
-                break
-            except SlotTooFar as exc:
-                time.sleep(min(exc.delay, 1.0))
+        if design == "hueyrl":
+            windows[api].acquire()  # over the window: RateLimitExceeded, rescheduled by Huey
+        else:
+            limiter = rt["limiters"][api]
+            while True:
+                try:
+                    limiter.acquire(max_wait=120)
+                    break
+                except SlotTooFar as exc:
+                    time.sleep(min(exc.delay, 1.0))
         d = dataset(api)
         params = {"ts_code": code, "start_date": "19900101", "end_date": END}
         reply = rt["provider"].call(api, params, d.fields)
@@ -86,7 +94,7 @@ def build(design: str, home: Path, url: str, limits: dict[str, int]):
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("what", choices=("consume", "enqueue"))
-    p.add_argument("--design", choices=("shared", "split"), required=True)
+    p.add_argument("--design", choices=("shared", "split", "hueyrl"), required=True)
     p.add_argument("--home", type=Path, required=True)
     p.add_argument("--url", required=True)
     p.add_argument("--workers", type=int, default=50)
@@ -104,6 +112,14 @@ def main() -> int:
                 download(api, code)
         return 0
     huey = fast if args.queue == "fast" else slow
+    bounced = [0]
+
+    @huey.signal(S.SIGNAL_RATE_LIMITED)
+    def count(signal, task, *args) -> None:  # Huey's own figure: a task put back by the window
+        bounced[0] += 1
+        (args_home / f"bounced.{args.queue}").write_text(str(bounced[0]))
+
+    args_home = args.home
     huey.create_consumer(workers=args.workers, worker_type="thread", max_delay=0.25).run()
     return 0
 

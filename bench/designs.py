@@ -148,6 +148,8 @@ def run_design(design: str, symbols: int, warmup: float, seconds: float) -> dict
         finally:
             stats = server.stop()
             os.environ.pop("TUSHARE_TOKEN", None)
+        bounced_file = home / "bounced.fast"
+        bounced = int(bounced_file.read_text()) if bounced_file.exists() else 0
         per_api = {
             api: {
                 **window_figures(stats["arrivals"][api], t0, t1, n),
@@ -168,13 +170,16 @@ def run_design(design: str, symbols: int, warmup: float, seconds: float) -> dict
             "share": round(calls / sum(BUDGET.values()), 4),
             "rows_per_min": round((r1 - r0) / (t1 - t0) * 60),
             "rejected": rejected,
+            "bounced": bounced if design == "hueyrl" else "-",
             "per_api": per_api,
             "arrivals": timeline,
         }
 
 
 def compare(symbols: int = 800, warmup: float = 15.0, seconds: float = 90.0) -> dict:
-    results = {d: run_design(d, symbols, warmup, seconds) for d in ("shared", "split", "neo")}
+    results = {
+        d: run_design(d, symbols, warmup, seconds) for d in ("shared", "split", "hueyrl", "neo")
+    }
     base = results["shared"]
     for r in results.values():
         r["calls_vs_shared"] = round(r["calls_per_min"] / max(base["calls_per_min"], 1e-9), 2)

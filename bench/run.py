@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,6 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from neo_cli.providers.market import Market  # noqa: E402
 
 LIMITS = {
     "stock_basic": 60,
@@ -120,7 +118,12 @@ def rate_benchmark(seconds: float, symbols: int) -> dict:
         try:
             # One call per symbol for the statements, so every interface has a backlog to
             # run at its limit (whole-market statements would finish in a few calls).
-            tushare_config(home, server.url, limits, '[plan]\nstatements_vip = "false"\n')
+            tushare_config(
+                home,
+                server.url,
+                limits,
+                '[plan]\nstatements_vip = "false"\nmulti_symbol = false\nwhole_market = false\n',
+            )
             neo(home, "start", "--fast-workers", "50", "--slow-workers", "4")
             try:
                 neo(home, "enqueue", "--task-type", "stock_basic")
@@ -160,77 +163,75 @@ def rate_benchmark(seconds: float, symbols: int) -> dict:
         }
 
 
-def shared_budget_benchmark(seconds: float, instances: int = 3, limit: int = 300) -> dict:
-    """`instances` data directories (machines), each with its own consumers, on one token and
-    one real Redis: income statements at `limit`/min between them. The server counts calls;
-    Redis counts the limiter's script calls (its own INFO commandstats)."""
+def redis_scale_benchmark(seconds: float, limit: int = 300, most: int = 3) -> list[dict]:
+    """Queues and limiter on one real Redis: one writer (`--role slow`) and 1, 2, then 3
+    download machines (`--role fast`, each its own data directory and consumer), income
+    statements at `limit`/min for all of them. The server counts calls; Redis counts the
+    commands it served (INFO commandstats), per call."""
     sys.path.insert(0, str(ROOT / "tests"))
     from redis_server import RedisServer, redis_binary
 
     binary = redis_binary()
     if binary is None:
-        return {"skipped": "redis-server is not installed"}
-    token = "bench-shared-token"
-    limits = {"income": limit, "trade_cal": 60}
-    with tempfile.TemporaryDirectory(prefix="neo-bench-") as tmp:
-        root = Path(tmp)
-        redis = RedisServer(root, binary)
-        server = serve(root, 2000, limits, token)
-        os.environ["TUSHARE_TOKEN"] = token
-        homes = []
-        try:
-            for i in range(instances):
-                home = root / f"machine{i}"
-                home.mkdir()
-                tushare_config(
-                    home,
-                    server.url,
-                    limits,
-                    f'[limiter]\nbackend = "redis"\n[queue]\nredis_url = "{redis.url}"\n',
-                )
-                homes.append(home)
-                neo(home, "start")
-            codes = Market(20240101, 2000, datetime(2026, 11, 20).date()).ts_codes("L")
-            for i, home in enumerate(homes):
-                (home / "codes.txt").write_text("\n".join(codes[i::instances]))
-                neo(home, "enqueue", "-t", "income", "--symbols-file", str(home / "codes.txt"))
-            client = redis.client()
-            client.config_resetstat()
-            t0 = time.monotonic() + 15.0
-            t1 = t0 + seconds
-            time.sleep(max(0.0, t1 - time.monotonic()))
-            commands = client.info("commandstats")
-            for home in homes:
-                neo(home, "stop", "--timeout", "30")
-            bounced = 0
-            for home in homes:
-                conn = sqlite3.connect(home / "data" / "metrics.db")
-                row = conn.execute(
-                    "select value from totals where scope = 'queue:fast' and name = 'retrying'"
-                ).fetchone()
-                conn.close()
-                bounced += row[0] if row else 0
-        finally:
-            stats = server.stop()
-            redis.stop()
-            os.environ.pop("TUSHARE_TOKEN", None)
-        arrivals = stats["arrivals"]["income"]
-        figures = window_figures(arrivals, t0, t1, limit)
-        # Calls from the reset of Redis's counters to the end of the stretch: the script
-        # calls Redis served in that time, per API call the server counted in it.
-        calls = sum(1 for t in arrivals if t0 - 15.0 <= t < t1)
-        scripts = sum(
-            v["calls"] for k, v in commands.items() if k in ("cmdstat_evalsha", "cmdstat_eval")
-        )
-        everything = sum(v["calls"] for v in commands.values())
-        figures.update(
-            instances=instances,
-            rejected=stats["apis"]["income"]["rejected"],
-            redis_scripts_per_call=round(scripts / calls, 2) if calls else None,
-            redis_commands_per_call=round(everything / calls, 2) if calls else None,
-            tasks_bounced_per_call=round(bounced / len(arrivals), 2) if arrivals else None,
-        )
-        return figures
+        return [{"skipped": "redis-server is not installed"}]
+    token = "bench-redis-token"
+    limits = {"income": limit, "stock_basic": 60, "trade_cal": 60}
+    out = []
+    for k in range(1, most + 1):
+        with tempfile.TemporaryDirectory(prefix="neo-bench-redis-") as tmp:
+            root = Path(tmp)
+            redis = RedisServer(root, binary, persistent=True)
+            server = serve(root, 2000, limits, token)
+            os.environ["TUSHARE_TOKEN"] = token
+            homes = []
+            try:
+                for i in range(k + 1):
+                    home = root / f"machine{i}"
+                    home.mkdir()
+                    role = "slow" if i == 0 else "fast"
+                    tushare_config(
+                        home,
+                        server.url,
+                        limits,
+                        '[limiter]\nbackend = "redis"\n[queue]\nstorage = "redis"\n'
+                        f'redis_url = "{redis.url}"\ncluster = "bench"\n'
+                        f'[supervisor]\nrole = "{role}"\n[plan]\nstatements_vip = "false"\n',
+                    )
+                    homes.append(home)
+                    neo(home, "start")
+                writer = homes[0]
+                neo(writer, "enqueue", "-t", "stock_basic")
+                wait_idle(writer, 60)
+                neo(writer, "enqueue", "-t", "income")
+                client = redis.client()
+                client.config_resetstat()
+                reset = time.monotonic()
+                t0 = reset + 15.0
+                t1 = t0 + seconds
+                time.sleep(max(0.0, t1 - time.monotonic()))
+                commands = client.info("commandstats")
+                for home in reversed(homes):
+                    neo(home, "stop", "--timeout", "30")
+            finally:
+                stats = server.stop()
+                redis.stop()
+                os.environ.pop("TUSHARE_TOKEN", None)
+            arrivals = stats["arrivals"]["income"]
+            figures = window_figures(arrivals, t0, t1, limit)
+            calls = sum(1 for t in arrivals if reset <= t < t1)
+            everything = sum(v["calls"] for v in commands.values())
+            scripts = sum(
+                v["calls"] for c, v in commands.items() if c in ("cmdstat_evalsha", "cmdstat_eval")
+            )
+            figures.update(
+                download_machines=k,
+                rejected=stats["apis"]["income"]["rejected"],
+                redis_commands_per_call=round(everything / calls, 1) if calls else None,
+                redis_scripts_per_call=round(scripts / calls, 1) if calls else None,
+            )
+            out.append(figures)
+            print(json.dumps(figures), flush=True)
+    return out
 
 
 def limiter_cost(slots: int = 5000) -> dict:
@@ -429,6 +430,27 @@ def machine() -> str:
     )
 
 
+def marked(name: str, lines: list[str]) -> list[str]:
+    """A section between markers, so `--sections` can replace it alone later."""
+    return [f"<!-- bench:{name} -->", *lines, f"<!-- /bench:{name} -->", ""]
+
+
+def merge(path: Path, name: str, lines: list[str], before: str = "## API budget used") -> None:
+    """Put one marked section into BENCHMARKS.md, replacing its older copy."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    block = "\n".join(marked(name, lines))
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
+    elif before in text:
+        head, rest = text.split(before, 1)
+        text = head + block + "\n" + before + rest
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text, encoding="utf-8")
+
+
 def designs_section(designs: dict, plot: str | None) -> list[str]:
     import designs as D
 
@@ -450,14 +472,20 @@ def designs_section(designs: dict, plot: str | None) -> list[str]:
         "(bench/baseline.py)",
         "- **neo**: as shipped (two queues, the batch saver, the ledger)",
         "",
+        "- **hueyrl**: split, paced by Huey's built-in `rate_limit` (a fixed 60 s window per "
+        "interface) instead of neo's limiter; *bounced* counts the tasks Huey put back because "
+        "the window was full (its `SIGNAL_RATE_LIMITED`)",
+        "",
         "| design | calls/min (server) | share of 1,200 | rows saved/min | calls vs shared | "
-        "rows vs shared | rate-limit replies |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "rows vs shared | worst 60 s window over its limit | rate-limit replies | bounced |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in designs["results"].items():
+        over = max(v["worst_window"] - v["limit"] for v in r["per_api"].values())
         lines.append(
             f"| {name} | {r['calls_per_min']:,} | {r['share']:.1%} | {r['rows_per_min']:,} | "
-            f"{r['calls_vs_shared']:.2f}× | {r['rows_vs_shared']:.2f}× | {r['rejected']} |"
+            f"{r['calls_vs_shared']:.2f}× | {r['rows_vs_shared']:.2f}× | {over:+d} | "
+            f"{r['rejected']} | {r.get('bounced', '-')} |"
         )
     lines += ["", "Per interface (calls/min, server):", ""]
     apis = list(D.BUDGET)
@@ -502,7 +530,7 @@ def report(
     savers: list[dict],
     status: dict,
     plans: list[dict],
-    shared: dict,
+    shared: list[dict],
     costs: dict,
     designs: dict | None = None,
     plot: str | None = None,
@@ -515,10 +543,11 @@ def report(
         "side by side are from the same run. Calls are counted by the Tushare-protocol test",
         "server (tests/tushare_server.py) in its own process, when they arrive — not by neo.",
         "",
-        *(designs_section(designs, plot) if designs else []),
+        *(marked("designs", designs_section(designs, plot)) if designs else []),
         "## API budget used: every interface at once, real consumers",
         "",
-        f"50 fast workers, 4 slow, real saves; the server holds a {rate['symbols']}-symbol market"
+        f"50 fast workers, 4 slow, real saves, one symbol per call (so every interface keeps a "
+        f"backlog); the server holds a {rate['symbols']}-symbol market"
         " and refuses any call over each interface's limit in a sliding 60 s window. Steady "
         f"stretch of {rate['minutes']} minutes after a 15 s warm-up.",
         "",
@@ -537,27 +566,29 @@ def report(
         "calls) shows less than its limit: it had nothing left to ask. The margin "
         "(`[limiter] margin_seconds` = 0.6) leaves 1% of each limit unused on purpose.",
         "",
-        "## One budget across machines: three instances on one Redis",
+        "## On Redis: 1, 2 and 3 download machines, one writer, one budget",
         "",
     ]
-    if "skipped" in shared:
-        lines.append(f"Skipped: {shared['skipped']}.")
+    if shared and "skipped" in shared[0]:
+        lines.append(f"Skipped: {shared[0]['skipped']}.")
     else:
         lines += [
-            f"{shared['instances']} data directories, each with its own supervisor and "
-            f'consumers, one token, `[limiter] backend = "redis"`; income statements at '
-            f"{shared['limit']}/min between them.",
+            "Queues and limiter on one real Redis (`[queue] storage` and `[limiter] backend` = "
+            '"redis"): one `--role slow` writer and 1, 2, then 3 `--role fast` download '
+            "machines (each its own data directory and consumer, 50 workers), income "
+            f"statements at {shared[0]['limit']}/min for all of them, a fresh Redis and server "
+            "each time. Redis's own counters (INFO commandstats) from the start of the work to "
+            "the end of the stretch, per call the server counted.",
             "",
-            "| calls/min (server) | share of limit | worst 60 s window | rate-limit replies | "
-            "Redis scripts per call | Redis commands per call |",
-            "|---:|---:|---:|---:|---:|---:|",
-            f"| {shared['calls_per_min']} | {shared['share']:.1%} | {shared['worst_window']} | "
-            f"{shared['rejected']} | {shared['redis_scripts_per_call']} | "
-            f"{shared['redis_commands_per_call']} |",
-            "",
-            "Redis's own counters (INFO commandstats) over the stretch, per call the server "
-            "counted: the slot script, the check after sleeping to a slot, and the reads "
-            "behind the queue's gate (cached 0.1 s).",
+            "| download machines | calls/min (server) | share of limit | worst 60 s window | "
+            "rate-limit replies | Redis commands per call | of which scripts |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            *(
+                f"| {r['download_machines']} | {r['calls_per_min']} | {r['share']:.1%} | "
+                f"{r['worst_window']} | {r['rejected']} | {r['redis_commands_per_call']} | "
+                f"{r['redis_scripts_per_call']} |"
+                for r in shared
+            ),
         ]
     lines += [
         "",
@@ -586,7 +617,7 @@ def report(
         ),
         "",
     ]
-    lines += saver_section(savers)
+    lines += marked("saver", saver_section(savers))
     lines += [
         "",
         "## Call-saving plans: full history of 300 symbols' daily bars at 500 calls/min",
@@ -625,16 +656,40 @@ def main() -> int:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
-    parser.add_argument("--seconds", type=float, default=150)
-    parser.add_argument("--symbols", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=300)
+    parser.add_argument("--symbols", type=int, default=3000)
     parser.add_argument("--quick", action="store_true", help="under 3 minutes; prints only")
+    parser.add_argument(
+        "--sections",
+        default="",
+        help="designs,saver: measure only these and replace them in --output",
+    )
     args = parser.parse_args()
+    if args.sections:
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        stamp = f"Measured {when} on {machine()}, by `bench/run.py --sections`."
+        for name in args.sections.split(","):
+            if name == "designs":
+                designs = D.compare(symbols=800, warmup=15, seconds=60)
+                import plots
+
+                plot = plots.calls_over_time(designs["results"], sum(D.BUDGET.values()))
+                section = designs_section(designs, str(plot.relative_to(ROOT)))
+            elif name == "saver":
+                section = saver_section(SV.measure())
+            else:
+                parser.error(f"unknown section {name!r}; allowed: designs, saver")
+            section.insert(2, stamp)
+            section.insert(3, "")
+            merge(args.output, name, section)
+            print("\n".join(section), flush=True)
+        return 0
     if args.quick:
         designs = D.compare(symbols=500, warmup=10, seconds=20)
         savers = SV.measure(quick=True, datasets=(SV.DAILY,))
         print("\n".join(designs_section(designs, None) + saver_section(savers)))
         return 0
-    designs = D.compare(symbols=800, warmup=15, seconds=90)
+    designs = D.compare(symbols=800, warmup=15, seconds=60)
     plot = None
     try:
         import plots
@@ -646,8 +701,7 @@ def main() -> int:
     print(json.dumps({k: {**v, "arrivals": "…"} for k, v in designs["results"].items()}))
     costs = limiter_cost()
     print(json.dumps(costs, indent=1))
-    shared = shared_budget_benchmark(args.seconds)
-    print(json.dumps(shared, indent=1))
+    shared = redis_scale_benchmark(45)
     savers = SV.measure()
     print(SV.table(savers))
     plans = plans_benchmark()

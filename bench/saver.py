@@ -232,7 +232,7 @@ def measure(
                     try:
                         want = rows if batch >= 100 else rows[: 300 if quick else 1000]
                         written, seconds = saver_rows_per_s(
-                            Database(case), ledger, d, want, batch, 10 if quick else 30
+                            Database(case), ledger, d, want, batch, 10 if quick else 15
                         )
                     finally:
                         ledger.close()
@@ -243,7 +243,7 @@ def measure(
                 row["bulk"] = round(bulk_rows_per_s(case, d, rows, pattern != "fresh"))
                 copy(base, case)
                 row["row_by_row"] = round(
-                    row_by_row_rows_per_s(case, d, rows[:2000], 3 if quick else 10)
+                    row_by_row_rows_per_s(case, d, rows[:2000], 3 if quick else 5)
                 )
                 case.unlink()
                 results.append(row)
