@@ -1,0 +1,211 @@
+"""Full-market scale: from an empty data directory to a complete database.
+
+A 5,000-symbol market (listed, delisted and paused) on the Tushare-protocol test server in its
+own process, at a 5,000-point account's limits (neo's defaults: 500/min for bars and factors,
+200/min for statements). neo as shipped: `neo start`, stock_basic, then the full history of
+daily_qfq (daily + adj_factor) and the three statements; timed until nothing is in progress,
+then `neo verify` of the whole market. Calls per interface are the server's, next to the
+row-cap minimum (rows ÷ row cap); every process's memory is sampled over the whole run.
+
+    .venv/bin/python bench/fullmarket.py [--symbols 5000] [--timeout 1500]
+
+Prints JSON; `bench/run.py` writes the same figures into BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from run import neo, serve  # noqa: E402
+
+from neo_cli.config import SCHEMA  # noqa: E402
+
+TOKEN = "bench-full-market"
+KINDS = ("daily_qfq", "income", "balancesheet", "cashflow")
+TABLES = ("stock_basic", "daily", "adj_factor", "income", "balancesheet", "cashflow")
+
+
+def limits() -> dict[str, int]:
+    """neo's default limits (a 5,000-point account), which the server enforces too."""
+    return {api: key.default for api, key in SCHEMA["rate_limits"].items()}
+
+
+def row_caps() -> dict[str, int]:
+    return {api: key.default for api, key in SCHEMA["row_caps"].items()}
+
+
+class Sampler:
+    """Every process of the run (server, supervisor, consumers) sampled by psutil every
+    `every` seconds from outside, with `neo status --json` timed as a whole process."""
+
+    def __init__(self, home: Path, server_pid: int, every: float = 5.0):
+        self.home, self.server_pid, self.every = home, server_pid, every
+        self.t0 = time.monotonic()
+        self.memory: dict[str, list[tuple[float, float]]] = {}
+        self.status_seconds: list[tuple[float, float, int]] = []  # (t, seconds, backlog)
+        self.next = self.t0
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next
+
+    def sample(self) -> dict:
+        t = time.perf_counter()
+        data = json.loads(neo(self.home, "status", "--json").stdout)
+        took = time.perf_counter() - t
+        at = time.monotonic() - self.t0
+        backlog = sum(q["pending"] + q["scheduled"] for q in data["queues"].values())
+        self.status_seconds.append((at, took, backlog))
+        pids = {name: p.get("pid") for name, p in data["processes"].items()}
+        pids["server"] = self.server_pid
+        for name, pid in pids.items():
+            if not pid:
+                continue
+            try:
+                rss = psutil.Process(pid).memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+            self.memory.setdefault(name, []).append((round(at, 1), round(rss, 1)))
+        self.next = time.monotonic() + self.every
+        return data
+
+
+def flat(series: list[tuple[float, float]]) -> dict:
+    """Growth in the second half of a run: the max of its last quarter against the max of the
+    second quarter (both after the start-up)."""
+    if len(series) < 8:
+        return {"samples": len(series)}
+    n = len(series)
+    second = max(v for _, v in series[n // 4 : n // 2])
+    last = max(v for _, v in series[3 * n // 4 :])
+    return {
+        "samples": n,
+        "peak_mb": max(v for _, v in series),
+        "second_quarter_max_mb": second,
+        "last_quarter_max_mb": last,
+        "growth_second_half": round(last / second - 1, 3) if second else None,
+    }
+
+
+def measure(symbols: int = 5000, timeout: float = 1500.0) -> dict:
+    lim = limits()
+    caps = row_caps()
+    with tempfile.TemporaryDirectory(prefix="neo-bench-full-") as tmp:
+        home = Path(tmp)
+        server = serve(home, symbols, lim, TOKEN)
+        os.environ["TUSHARE_TOKEN"] = TOKEN
+        (home / "neo.toml").write_text(
+            f'[paths]\ndata_dir = "{home / "data"}"\n[schedule]\nupdate = ""\n'
+            f'[provider]\nname = "tushare"\n[provider.tushare]\nurl = "{server.url}"\n'
+        )
+        sampler = Sampler(home, server.process.pid)
+        enqueue_s: dict[str, float] = {}
+        out: dict = {"symbols": symbols}
+        try:
+            t_start = time.perf_counter()
+            neo(home, "start")
+            t = time.perf_counter()
+            neo(home, "enqueue", "-t", "stock_basic")
+            enqueue_s["stock_basic"] = time.perf_counter() - t
+            deadline = time.monotonic() + timeout
+            listed = False
+            data: dict = {}
+            while time.monotonic() < deadline:
+                if sampler.due():
+                    data = sampler.sample()
+                    if not listed and not data["units_in_progress"]:
+                        listed = True
+                        for kind in KINDS:
+                            t = time.perf_counter()
+                            neo(home, "enqueue", "-t", kind, timeout=600)
+                            enqueue_s[kind] = time.perf_counter() - t
+                        sampler.next = time.monotonic()
+                    elif listed and not data["units_in_progress"]:
+                        break
+                time.sleep(0.5 if listed else 0.2)
+            else:
+                raise RuntimeError(f"not complete after {timeout:.0f}s")
+            wall = time.perf_counter() - t_start
+            neo(home, "stop", "--timeout", "60")
+            t = time.perf_counter()
+            verified = neo(home, "verify", timeout=900)
+            verify_s = time.perf_counter() - t
+            db = home / "data" / "neo.duckdb"
+            import duckdb
+
+            conn = duckdb.connect(str(db), read_only=True)
+            try:
+                rows = {
+                    table: conn.execute(f"select count(*) from {table}").fetchone()[0]
+                    for table in TABLES
+                }
+                symbols_with = {
+                    table: conn.execute(f"select count(distinct ts_code) from {table}").fetchone()[0]
+                    for table in TABLES[1:]
+                }
+            finally:
+                conn.close()
+            out.update(
+                wall_s=round(wall, 1),
+                enqueue_s={k: round(v, 2) for k, v in enqueue_s.items()},
+                verify_s=round(verify_s, 1),
+                verify=verified.stdout.strip().splitlines()[-3:],
+                rows=rows,
+                symbols_with_rows=symbols_with,
+                db_mb=round(db.stat().st_size / 2**20, 1),
+                dead_letters=sum(t.get("dead_lettered", 0) for t in data["task_types"].values()),
+            )
+        finally:
+            stats = server.stop()
+            os.environ.pop("TUSHARE_TOKEN", None)
+        calls = {}
+        for api, s in (stats or {}).get("apis", {}).items():
+            if not s["accepted"] and not s["rejected"]:
+                continue
+            cap = caps.get(api)
+            calls[api] = {
+                "calls": s["accepted"],
+                "rejected": s["rejected"],
+                "rows": s["rows"],
+                "row_cap": cap,
+                "minimum": math.ceil(s["rows"] / cap) if cap else None,
+                "limit": lim.get(api),
+                "max_in_window": s["max_in_window"],
+            }
+        out["calls"] = calls
+        out["memory"] = {k: flat(v) for k, v in sampler.memory.items()}
+        out["memory_series"] = sampler.memory
+        status = sorted(s for _, s, _ in sampler.status_seconds)
+        out["status_s"] = {
+            "median": round(status[len(status) // 2], 3) if status else None,
+            "max": round(status[-1], 3) if status else None,
+            "most_backlog": max((b for _, _, b in sampler.status_seconds), default=0),
+        }
+        return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--symbols", type=int, default=5000)
+    parser.add_argument("--timeout", type=float, default=1500)
+    args = parser.parse_args()
+    result = measure(args.symbols, args.timeout)
+    print(json.dumps({k: v for k, v in result.items() if k != "memory_series"}, indent=1))
+    Path(tempfile.gettempdir(), "neo-fullmarket.json").write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Overhead: what neo's machinery costs when the API costs nothing.
+
+    neo   the built-in simulated provider with no latency and no limit worth the name, one
+          unit per symbol (one day of daily bars: one row), through both queues, the ledger
+          and the batch saver; units/s from the ledger's count of units still in progress
+    bare  Huey alone on the same storage (SqliteHuey, WAL, fsync as neo's default), the same
+          number of thread workers as neo's download consumer, passing no-op tasks
+
+Both are timed over the steady middle of the drain (from 10% to 90% of the work done), so the
+start-up of processes counts for neither. Target: neo ≥ 50% of bare Huey.
+
+    .venv/bin/python bench/overhead.py [--symbols 20000] [--tasks 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from run import neo, wait_idle  # noqa: E402
+
+DAY = "20261120"  # the simulated market's last day here
+WORKERS = 50  # neo's [fast] workers default
+
+
+def steady_rate(samples: list[tuple[float, int]], total: int) -> float:
+    """Work per second between 10% and 90% done, from (time, work left) samples."""
+    done = [(t, total - left) for t, left in samples]
+    t_a, a = next(p for p in done if p[1] >= 0.1 * total)
+    t_b, b = next(p for p in done if p[1] >= 0.9 * total)
+    return (b - a) / (t_b - t_a) if t_b > t_a else float("nan")
+
+
+def neo_units_per_second(symbols: int, timeout: float = 600) -> dict:
+    from neo_cli import config
+    from neo_cli.status import collect
+
+    with tempfile.TemporaryDirectory(prefix="neo-bench-overhead-") as tmp:
+        home = Path(tmp)
+        unlimited = "".join(
+            f"{api} = 1000000\n"
+            for api in config.SCHEMA["rate_limits"]
+        )
+        (home / "neo.toml").write_text(
+            f'[paths]\ndata_dir = "{home / "data"}"\n[schedule]\nupdate = ""\n'
+            f"[provider.simulated]\nsymbols = {symbols}\nlatency_ms = 0\njitter_ms = 0\n"
+            f'end_date = "{DAY}"\n[rate_limits]\n{unlimited}'
+            "[plan]\nmulti_symbol = false\nwhole_market = false\n"
+            "[limiter]\nmargin_seconds = 0\n"
+        )
+        neo(home, "start")
+        neo(home, "enqueue", "-t", "stock_basic")
+        wait_idle(home, 120)
+        neo(home, "stop")
+        out = neo(home, "enqueue", "-t", "daily", "--start-date", DAY, "--end-date", DAY,
+                  timeout=600).stdout  # fmt: skip
+        units = int(out.split()[1])
+        settings = config.load(home / "neo.toml", environ={})
+        samples: list[tuple[float, int]] = []
+        t0 = time.monotonic()
+        neo(home, "start")
+        try:
+            deadline = t0 + timeout
+            while time.monotonic() < deadline:
+                left = collect(settings)["units_in_progress"]
+                samples.append((time.monotonic(), left))
+                if not left:
+                    break
+                time.sleep(0.5)
+            else:
+                raise RuntimeError(f"neo not idle after {timeout:.0f}s")
+        finally:
+            neo(home, "stop")
+    return {
+        "units": units,
+        "units_per_s": round(steady_rate(samples, units), 1),
+        "wall_s": round(samples[-1][0] - t0, 1),
+    }
+
+
+CONSUMER = """
+import sys, time
+from huey import SqliteHuey
+huey = SqliteHuey("bare", filename=sys.argv[1], fsync=True, journal_mode="wal", timeout=30,
+                  results=False)
+@huey.task()
+def noop(i):
+    return None
+if sys.argv[2] == "enqueue":
+    for i in range(int(sys.argv[3])):
+        noop(i)
+else:
+    from huey.consumer import Consumer
+    Consumer(huey, workers=int(sys.argv[3]), worker_type="thread").run()
+"""
+
+
+def bare_tasks_per_second(tasks: int, workers: int = WORKERS, timeout: float = 600) -> dict:
+    from huey import SqliteHuey
+
+    with tempfile.TemporaryDirectory(prefix="neo-bench-bare-") as tmp:
+        db = str(Path(tmp) / "bare.db")
+        script = Path(tmp) / "bare.py"
+        script.write_text(CONSUMER)
+        subprocess.run([sys.executable, str(script), db, "enqueue", str(tasks)], check=True)
+        huey = SqliteHuey("bare", filename=db, journal_mode="wal", timeout=30)
+        samples: list[tuple[float, int]] = []
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, str(script), db, "consume", str(workers)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = t0 + timeout
+            while time.monotonic() < deadline:
+                left = huey.pending_count()
+                samples.append((time.monotonic(), left))
+                if not left:
+                    break
+                time.sleep(0.1)
+            else:
+                raise RuntimeError(f"bare Huey not drained after {timeout:.0f}s")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return {
+        "tasks": tasks,
+        "tasks_per_s": round(steady_rate(samples, tasks), 1),
+        "wall_s": round(samples[-1][0] - t0, 1),
+    }
+
+
+def measure(symbols: int = 20000, tasks: int = 20000) -> dict:
+    bare = bare_tasks_per_second(tasks)
+    mine = neo_units_per_second(symbols)
+    return {
+        "bare": bare,
+        "neo": mine,
+        "ratio": round(mine["units_per_s"] / bare["tasks_per_s"], 3),
+        "workers": WORKERS,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--symbols", type=int, default=20000)
+    parser.add_argument("--tasks", type=int, default=20000)
+    args = parser.parse_args()
+    os.environ.pop("TUSHARE_TOKEN", None)
+    print(json.dumps(measure(args.symbols, args.tasks), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
