@@ -151,8 +151,9 @@ def measure(symbols: int = 5000, timeout: float = 1500.0) -> dict:
                     table: conn.execute(f"select count(*) from {table}").fetchone()[0]
                     for table in TABLES
                 }
+                distinct = "select count(distinct ts_code) from {}"
                 symbols_with = {
-                    table: conn.execute(f"select count(distinct ts_code) from {table}").fetchone()[0]
+                    table: conn.execute(distinct.format(table)).fetchone()[0]
                     for table in TABLES[1:]
                 }
             finally:
@@ -196,14 +197,102 @@ def measure(symbols: int = 5000, timeout: float = 1500.0) -> dict:
         return out
 
 
+def section(r: dict, plot: str | None, stamp: str) -> list[str]:
+    """The BENCHMARKS.md section for one full-market result."""
+    lines = [
+        f"## Full market: {r['symbols']:,} symbols from an empty data directory",
+        "",
+        stamp,
+        "",
+        "The Tushare-protocol test server in its own process holds the market (listed, "
+        "delisted and paused symbols) and enforces a 5,000-point account's limits on a "
+        "sliding 60 s window: 500/min for daily and adj_factor, 200/min for the statements "
+        "(neo's defaults). neo as shipped: `neo start`, `neo enqueue -t stock_basic`, then "
+        "`daily_qfq`, `income`, `balancesheet`, `cashflow` for the whole market's history, "
+        "timed until nothing is in progress; then `neo stop` and `neo verify`.",
+        "",
+        f"**From `neo start` to a complete database: {r['wall_s'] / 60:.1f} minutes** "
+        f"(target ≤ 20). `neo verify`: {r['verify_s']} s. DuckDB file: {r['db_mb']:,} MB. "
+        f"Dead letters: {r['dead_letters']}.",
+        "",
+        "| interface | calls (server) | rows | row cap | minimum calls | calls ÷ minimum | "
+        "most in any 60 s | limit | rate-limit replies |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for api, c in r["calls"].items():
+        ratio = f"{c['calls'] / c['minimum']:.2f}×" if c["minimum"] else "-"
+        lines.append(
+            f"| {api} | {c['calls']:,} | {c['rows']:,} | {c['row_cap'] or '-'} | "
+            f"{c['minimum'] or '-'} | {ratio} | {c['max_in_window']} | {c['limit']} | "
+            f"{c['rejected']} |"
+        )
+    lines += [
+        "",
+        "| table | rows | symbols with rows |",
+        "|---|---:|---:|",
+        *(
+            f"| {t} | {n:,} | {r['symbols_with_rows'].get(t, '-')} |"
+            for t, n in r["rows"].items()
+        ),
+        "",
+        "`neo enqueue` per task type (whole process, seconds): "
+        + ", ".join(f"{k} {v}" for k, v in r["enqueue_s"].items())
+        + ".",
+        "",
+        f"`neo status --json` as a whole process, sampled every 5 s during the run: median "
+        f"{r['status_s']['median']} s, worst {r['status_s']['max']} s (at most "
+        f"{r['status_s']['most_backlog']:,} tasks queued).",
+        "",
+        "Memory (RSS, MB, psutil from outside, every 5 s): flat means the last quarter of the "
+        "run peaks no higher than the second quarter.",
+        "",
+        "| process | samples | peak | max in 2nd quarter | max in last quarter | growth |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {p} | {m['samples']} | {m.get('peak_mb', '-')} | "
+            f"{m.get('second_quarter_max_mb', '-')} | {m.get('last_quarter_max_mb', '-')} | "
+            f"{m.get('growth_second_half', 0):+.1%} |"
+            for p, m in r["memory"].items()
+            if "peak_mb" in m
+        ),
+    ]
+    if plot:
+        lines += ["", f"![memory over the full-market run]({plot})"]
+    return lines + [""]
+
+
+def write(result: dict, output: Path) -> list[str]:
+    """Merge the section for `result` into `output` (BENCHMARKS.md), with its memory plot."""
+    from run import machine, merge
+
+    plot = None
+    try:
+        import plots
+
+        plot = str(plots.memory_over_time(result["memory_series"]).relative_to(ROOT))
+    except ImportError as exc:  # matplotlib: `make bench` installs it
+        print(f"no plot: {exc}")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines = section(result, plot, f"Measured {when} on {machine()}, by `bench/fullmarket.py`.")
+    merge(output, "fullmarket", lines)
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--symbols", type=int, default=5000)
     parser.add_argument("--timeout", type=float, default=1500)
+    parser.add_argument("--output", type=Path, help="merge the figures into this BENCHMARKS.md")
+    parser.add_argument("--from-json", type=Path, help="a saved result instead of a new run")
     args = parser.parse_args()
-    result = measure(args.symbols, args.timeout)
+    if args.from_json:
+        result = json.loads(args.from_json.read_text())
+    else:
+        result = measure(args.symbols, args.timeout)
+        Path(tempfile.gettempdir(), "neo-fullmarket.json").write_text(json.dumps(result))
     print(json.dumps({k: v for k, v in result.items() if k != "memory_series"}, indent=1))
-    Path(tempfile.gettempdir(), "neo-fullmarket.json").write_text(json.dumps(result))
+    if args.output:
+        print("\n".join(write(result, args.output)))
     return 0
 
 

@@ -35,3 +35,27 @@ def calls_over_time(results: dict, budget: int, name: str = "designs-calls.png")
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def memory_over_time(series: dict, name: str = "fullmarket-memory.png") -> Path:
+    """Resident memory of each process over a whole run, sampled from outside (psutil)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    PLOTS.mkdir(exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
+    for process, points in series.items():
+        if points:
+            ax.plot([t for t, _ in points], [mb for _, mb in points], label=process)
+    ax.set_xlabel("seconds since `neo start`")
+    ax.set_ylabel("resident memory (MB)")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    ax.set_title("Full market, 5,000 symbols: memory of every process")
+    fig.tight_layout()
+    path = PLOTS / name
+    fig.savefig(path)
+    plt.close(fig)
+    return path
