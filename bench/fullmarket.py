@@ -269,7 +269,11 @@ def write(result: dict, output: Path) -> list[str]:
     try:
         import plots
 
-        plot = str(plots.memory_over_time(result["memory_series"]).relative_to(ROOT))
+        path = plots.memory_over_time(
+            result["memory_series"],
+            f"Full market, {result['symbols']:,} symbols: memory of every process",
+        )
+        plot = str(path.relative_to(ROOT))
     except ImportError as exc:  # matplotlib: `make bench` installs it
         print(f"no plot: {exc}")
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

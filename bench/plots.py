@@ -37,7 +37,7 @@ def calls_over_time(results: dict, budget: int, name: str = "designs-calls.png")
     return path
 
 
-def memory_over_time(series: dict, name: str = "fullmarket-memory.png") -> Path:
+def memory_over_time(series: dict, title: str, name: str = "fullmarket-memory.png") -> Path:
     """Resident memory of each process over a whole run, sampled from outside (psutil)."""
     import matplotlib
 
@@ -53,7 +53,7 @@ def memory_over_time(series: dict, name: str = "fullmarket-memory.png") -> Path:
     ax.set_ylabel("resident memory (MB)")
     ax.set_ylim(bottom=0)
     ax.legend()
-    ax.set_title("Full market, 5,000 symbols: memory of every process")
+    ax.set_title(title)
     fig.tight_layout()
     path = PLOTS / name
     fig.savefig(path)

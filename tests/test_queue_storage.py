@@ -137,3 +137,16 @@ def test_a_reaped_task_already_back_is_not_doubled(huey):
     assert huey.storage.reap() == 0
     assert huey.storage.counts_by_kind() == {"daily": (1, 0)}
     assert huey.storage.leased_ids() == set()
+
+
+def test_a_task_runs_without_a_revoke_lookup(huey):
+    """neo revokes nothing, so running a task reads no revoke key from the storage (Huey's own
+    check costs a query per task on each queue)."""
+    huey.enqueue(task(huey, "daily"))
+
+    def no_lookups(keys):
+        raise AssertionError(f"revoke keys read: {keys}")
+
+    huey.storage.peek_many = no_lookups
+    huey.execute(huey.dequeue())
+    assert [kind for kind, _ in huey.ran] == ["daily"]
