@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from datetime import date, datetime, timedelta
 
@@ -11,7 +10,7 @@ import pytest
 
 from neo_cli.errors import PermanentError
 from neo_cli.providers.market import Market, holidays
-from neo_cli.tasktypes import DATASETS, STATEMENTS, STOCK_BASIC, dataset
+from neo_cli.tasktypes import DAILY, DATASETS, STATEMENTS, STOCK_BASIC, dataset
 
 SEED = 20240101
 END = date(2024, 6, 28)
@@ -370,15 +369,12 @@ def test_values_are_plain_api_types(market: Market) -> None:
                 assert type(value) in allowed, (api, field, value)
 
 
-def test_fast_enough() -> None:
+def test_one_day_of_the_whole_market_generates_every_history() -> None:
+    # How fast is bench's business (timed unit tests flake on a shared machine).
     fresh = Market(SEED, 300, END)
     oldest = min(fresh.ts_codes(), key=lambda c: fresh.stock(c)["list_date"])
-    started = time.perf_counter()
     assert fresh.rows("adj_factor", {"ts_code": oldest, "trade_date": "20240628"})
-    assert time.perf_counter() - started < 0.05  # a whole history generated
-    started = time.perf_counter()
     assert len(fresh.rows("daily", {"trade_date": "20240628"})) > 250
-    assert time.perf_counter() - started < 1.0
 
 
 def test_whole_market_statements_are_every_companys_in_the_range(late_market: Market) -> None:
@@ -411,3 +407,19 @@ def test_whole_market_statements_are_every_companys_in_the_range(late_market: Ma
     assert {r["end_date"] for r in late_market.rows("income_vip", {"period": "20221231"})} == {
         "20221231"
     }
+
+
+@pytest.mark.parametrize(
+    "api, params, fields",
+    [
+        ("daily", {"ts_code": "{0},{1}", "start_date": "20230101"}, ["close", "trade_date"]),
+        ("daily", {"trade_date": "20240628", "offset": 5, "limit": 7}, list(DAILY.fields)),
+        ("adj_factor", {"ts_code": "{0}"}, ["trade_date", "ts_code", "adj_factor"]),
+        ("income", {"ts_code": "{1}"}, ["ann_date", "ts_code"]),
+    ],
+)
+def test_items_are_the_rows_fields_in_order(market: Market, api, params, fields) -> None:
+    codes = market.ts_codes()
+    params = {k: str(v).format(*codes) for k, v in params.items()}
+    rows = market.rows(api, params)
+    assert rows and market.items(api, params, fields) == [[r[f] for f in fields] for r in rows]

@@ -1,7 +1,7 @@
 """A deterministic synthetic A-share market, answering queries as the Tushare Pro API would.
 
 Pure data: no I/O, no threads, nothing of HTTP or queues. The simulated provider and the test
-HTTP server both answer from it through `Market.rows(api, params)`.
+HTTP server both answer from it through `Market.items(api, params, fields)` (or `rows`).
 
 Everything follows from (seed, n_symbols, end_date), and a later end_date only adds data:
 - each stock's attributes come from its own seed (seed, index), and its code from the codes taken
@@ -18,9 +18,10 @@ import functools
 import hashlib
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -116,7 +117,6 @@ _INDUSTRIES = (
     "服饰",
 )
 
-_BAR_FIELDS = DAILY.fields[2:]  # open .. amount, the columns of _Series.bars
 # Days from period end to announcement, by quarter: Q1 by Apr 30, H1 by Aug 31, Q3 by Oct 31,
 # the annual report by Apr 30 of the next year.
 _ANN_LAG = {1: (20, 30), 2: (40, 62), 3: (20, 31), 4: (60, 119)}
@@ -265,7 +265,7 @@ class _Series:
     factor_dates: np.ndarray  # every trading day from listing to the last day, YYYYMMDD
     factors: np.ndarray
     bar_dates: np.ndarray  # the days it traded
-    bars: np.ndarray  # one row per bar, columns _BAR_FIELDS
+    bars: np.ndarray  # one row per bar, columns DAILY.fields[2:] (open .. amount)
 
 
 def _ar1(shocks: np.ndarray, phi: float) -> np.ndarray:
@@ -614,16 +614,28 @@ class Market:
         if api == STOCK_BASIC.api:
             rows = self._stock_basic_rows(params)
         elif api in (DAILY.api, ADJ_FACTOR.api):
-            rows = self._series_rows(api, params)
+            names = _series_fields(api)
+            rows = [dict(zip(names, row, strict=True)) for row in self._series_rows(api, params)]
         elif api in STATEMENTS:
             rows = self._statement_rows(api, params)
         elif api in VIP:
             rows = self._market_statement_rows(VIP[api], params)
         else:
             raise PermanentError(f"请指定正确的接口名: 接口 {api!r} 不存在", api)
-        offset = _count_param(api, params, "offset") or 0
-        limit = _count_param(api, params, "limit")
-        return rows[offset : None if limit is None else offset + limit]
+        return _page(api, params, rows)
+
+    def items(self, api: str, params: Mapping[str, Any], fields: Sequence[str]) -> list[list]:
+        """`rows(api, params)` as what goes over the wire: a list of each row's `fields`
+        values, in that order. Bars and factors are built as lists from the start: a full
+        history is thousands of rows, and a dict per row was most of what answering cost."""
+        if api not in (DAILY.api, ADJ_FACTOR.api):
+            return [[row[f] for f in fields] for row in self.rows(api, params)]
+        rows = _page(api, params, self._series_rows(api, params))
+        names = _series_fields(api)
+        if list(fields) == names:
+            return rows
+        pick = [names.index(f) for f in fields]
+        return [[row[i] for i in pick] for row in rows]
 
     def _basic(self, ts_code: str) -> dict[str, Any]:
         stock = self._stocks[ts_code]
@@ -655,14 +667,16 @@ class Market:
             if row["list_status"] == status and exchange in (None, row["exchange"])
         ]
 
-    def _series_rows(self, api: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _series_rows(self, api: str, params: Mapping[str, Any]) -> list[list[Any]]:
+        """Bars or factors as lists of `_series_fields(api)` values, newest first, then by
+        code."""
         codes = _codes(params)
         day = _date_param(api, params, "trade_date")
         if not codes and day is None:
             raise _bad(api, "ts_code 与 trade_date 至少填写一个")
         first = max(day or 0, _date_param(api, params, "start_date") or 0)
         last = min(day or 99999999, _date_param(api, params, "end_date") or 99999999)
-        rows: list[dict[str, Any]] = []
+        rows: list[list[Any]] = []
         for code in codes or sorted(self._stocks):
             if code not in self._stocks:
                 continue
@@ -672,8 +686,8 @@ class Market:
             hi = int(np.searchsorted(dates, last, "right"))
             rows += _slice_rows(api, code, series, lo, hi)
         if len(codes) != 1:
-            rows.sort(key=lambda r: r["ts_code"])
-            rows.sort(key=lambda r: r["trade_date"], reverse=True)  # stable: code order stays
+            rows.sort(key=itemgetter(0))  # ts_code
+            rows.sort(key=itemgetter(1), reverse=True)  # trade_date; stable: code order stays
         return rows
 
     def _statement_rows(self, api: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -713,18 +727,29 @@ class Market:
         return rows
 
 
-def _slice_rows(api: str, code: str, series: _Series, lo: int, hi: int) -> list[dict[str, Any]]:
-    """Rows lo..hi-1 of one stock's daily bars or factors, newest first."""
+def _series_fields(api: str) -> list[str]:
+    """ts_code, trade_date, then the value columns of daily bars or of factors."""
+    return list(DAILY.fields if api == DAILY.api else ADJ_FACTOR.fields)
+
+
+def _slice_rows(api: str, code: str, series: _Series, lo: int, hi: int) -> list[list[Any]]:
+    """Rows lo..hi-1 of one stock's daily bars or factors, newest first, as lists of
+    `_series_fields(api)` values."""
     if api == DAILY.api:
         days, values = series.bar_dates[lo:hi], series.bars[lo:hi]
-        columns = _BAR_FIELDS
     else:
         days, values = series.factor_dates[lo:hi], series.factors[lo:hi, None]
-        columns = ADJ_FACTOR.fields[2:]
     return [
-        {"ts_code": code, "trade_date": str(day), **dict(zip(columns, row, strict=True))}
+        [code, str(day), *row]
         for day, row in zip(days[::-1].tolist(), values[::-1].tolist(), strict=True)
     ]
+
+
+def _page(api: str, params: Mapping[str, Any], rows: list) -> list:
+    """The rows the API's own `offset` and `limit` parameters ask for."""
+    offset = _count_param(api, params, "offset") or 0
+    limit = _count_param(api, params, "limit")
+    return rows[offset : None if limit is None else offset + limit]
 
 
 def _codes(params: Mapping[str, Any]) -> list[str]:

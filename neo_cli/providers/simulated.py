@@ -168,7 +168,6 @@ class SimulatedProvider(Provider):
             fields = fields.split(",")
         names = [f.strip() for f in fields if f.strip()] or d.fields
         names = [name for name in names if name in d.fields]
-        rows = self.market.rows(api, params)
-        has_more = len(rows) > d.row_cap
-        items = [[row[name] for name in names] for row in rows[: d.row_cap]]
-        return Reply(fields=tuple(names), items=items, has_more=has_more)
+        items = self.market.items(api, params, names)
+        has_more = len(items) > d.row_cap
+        return Reply(fields=tuple(names), items=items[: d.row_cap], has_more=has_more)
