@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def build(design: str, home: Path, url: str, limits: dict[str, int]):
     windows = {a: fast.rate_limit(a, n, 60) for a, n in limits.items()}
 
     @fast.task(name="download", retries=3, retry_delay=1)
-    def download(api: str, code: str) -> None:
+    def download(api: str, code: str, start: str) -> None:
         rt = runtime()
         if design == "hueyrl":
             windows[api].acquire()  # over the window: RateLimitExceeded, rescheduled by Huey
@@ -83,7 +84,7 @@ def build(design: str, home: Path, url: str, limits: dict[str, int]):
                 except SlotTooFar as exc:
                     time.sleep(min(exc.delay, 1.0))
         d = dataset(api)
-        params = {"ts_code": code, "start_date": "19900101", "end_date": END}
+        params = {"ts_code": code, "start_date": start, "end_date": END}
         reply = rt["provider"].call(api, params, d.fields)
         if reply.items:
             save(api, tuple(reply.fields), [list(r) for r in reply.items])
@@ -101,6 +102,7 @@ def main() -> int:
     p.add_argument("--queue", choices=("fast", "slow"), default="fast")
     p.add_argument("--limits", required=True, help="daily=300,income=200,…")
     p.add_argument("--codes", default="", help="comma-separated symbols (enqueue)")
+    p.add_argument("--start-date", default="19900101", help="first day asked for (enqueue)")
     args = p.parse_args()
     limits = {k: int(v) for k, v in (kv.split("=") for kv in args.limits.split(","))}
     fast, slow, download, _ = build(args.design, args.home, args.url, limits)
@@ -109,17 +111,19 @@ def main() -> int:
         # Interleaved, as a scheduler enqueues every type at once.
         for code in codes:
             for api in APIS:
-                download(api, code)
+                download(api, code, args.start_date)
         return 0
     huey = fast if args.queue == "fast" else slow
     bounced = [0]
+    count_lock = threading.Lock()
+    bounced_file = args.home / f"bounced.{args.queue}"
 
     @huey.signal(S.SIGNAL_RATE_LIMITED)
-    def count(signal, task, *args) -> None:  # Huey's own figure: a task put back by the window
-        bounced[0] += 1
-        (args_home / f"bounced.{args.queue}").write_text(str(bounced[0]))
+    def count(signal, task, *rest) -> None:  # Huey's own figure: a task put back by the window
+        with count_lock:
+            bounced[0] += 1
+            bounced_file.write_text(str(bounced[0]))
 
-    args_home = args.home
     huey.create_consumer(workers=args.workers, worker_type="thread", max_delay=0.25).run()
     return 0
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -34,6 +35,7 @@ from run import neo, serve, tushare_config, wait_idle, window_figures  # noqa: E
 BUDGET = {"daily": 300, "adj_factor": 300, "income": 200, "balancesheet": 200, "cashflow": 200}
 TABLES = tuple(BUDGET)
 TOKEN = "bench-designs"
+FIRST = "19900101"  # the whole history
 
 
 def rows_in(path: Path, wait: float = 20.0) -> int:
@@ -67,11 +69,11 @@ def stretch(warmup: float, seconds: float, path: Path) -> tuple[float, float, in
     return t0, t1, r0, r1
 
 
-def listed_codes(url: str, n: int) -> list[str]:
+def listed_codes(url: str, n: int, token: str = TOKEN) -> list[str]:
     from neo_cli.providers.tushare import TushareProvider
     from neo_cli.tasktypes import dataset
 
-    p = TushareProvider({"url": url, "token": TOKEN})
+    p = TushareProvider({"url": url, "token": token})
     try:
         d = dataset("stock_basic")
         reply = p.call("stock_basic", {"list_status": "L"}, d.fields)
@@ -81,17 +83,21 @@ def listed_codes(url: str, n: int) -> list[str]:
         p.close()
 
 
-def baseline(design: str, home: Path, url: str, symbols: int, warmup: float, seconds: float):
+@contextlib.contextmanager
+def running_baseline(
+    design: str, home: Path, url: str, symbols: int, limits: dict[str, int], start: str = FIRST
+) -> Iterator[None]:
+    """A design of bench/baseline.py with its tasks enqueued and its consumers running; on
+    leaving, the consumers are stopped at once (what is still queued is not counted)."""
     from neo_cli.db.database import Database
 
     Database(home / "bench.duckdb").ensure_schema()
-    limits = ",".join(f"{a}={n}" for a, n in BUDGET.items())
+    spec = ",".join(f"{a}={n}" for a, n in limits.items())
     script = [sys.executable, str(ROOT / "bench" / "baseline.py")]
-    common = ["--design", design, "--home", str(home), "--url", url, "--limits", limits]
-    codes = listed_codes(url, symbols)
-    subprocess.run(
-        [*script, "enqueue", *common, "--codes", ",".join(codes)], check=True, timeout=300
-    )
+    common = ["--design", design, "--home", str(home), "--url", url, "--limits", spec]
+    codes = listed_codes(url, symbols, os.environ["TUSHARE_TOKEN"])
+    enqueue = [*script, "enqueue", *common, "--codes", ",".join(codes), "--start-date", start]
+    subprocess.run(enqueue, check=True, timeout=300)
     queues = [("fast", 54)] if design == "shared" else [("fast", 50), ("slow", 4)]
     procs = [
         subprocess.Popen(
@@ -102,7 +108,7 @@ def baseline(design: str, home: Path, url: str, symbols: int, warmup: float, sec
         for q, w in queues
     ]
     try:
-        return stretch(warmup, seconds, home / "bench.duckdb")
+        yield
     finally:
         for p in procs:
             with contextlib.suppress(ProcessLookupError):
@@ -115,12 +121,17 @@ def baseline(design: str, home: Path, url: str, symbols: int, warmup: float, sec
                 p.wait()
 
 
-def shipped(home: Path, url: str, warmup: float, seconds: float):
-    limits = {**BUDGET, "stock_basic": 60, "trade_cal": 60}
+@contextlib.contextmanager
+def running_neo(
+    home: Path, url: str, limits: dict[str, int], start: str = FIRST
+) -> Iterator[Path]:
+    """neo as shipped, one symbol per call (so it makes the calls the baselines make), with
+    the market listed and bars and the three statements from `start` enqueued; yields its
+    DuckDB file and stops neo on leaving."""
     tushare_config(
         home,
         url,
-        limits,
+        {**limits, "stock_basic": 60, "trade_cal": 60},
         "[plan]\nmulti_symbol = false\nwhole_market = false\nstatements_vip = \"false\"\n",
     )
     neo(home, "start", "--fast-workers", "50", "--slow-workers", "4")
@@ -128,8 +139,8 @@ def shipped(home: Path, url: str, warmup: float, seconds: float):
         neo(home, "enqueue", "--task-type", "stock_basic")
         wait_idle(home, 60)
         for kind in ("daily_qfq", "income", "balancesheet", "cashflow"):
-            neo(home, "enqueue", "--task-type", kind)
-        return stretch(warmup, seconds, home / "data" / "neo.duckdb")
+            neo(home, "enqueue", "--task-type", kind, "--start-date", start)
+        yield home / "data" / "neo.duckdb"
     finally:
         neo(home, "stop", "--timeout", "30")
 
@@ -142,14 +153,14 @@ def run_design(design: str, symbols: int, warmup: float, seconds: float) -> dict
         os.environ["TUSHARE_TOKEN"] = TOKEN
         try:
             if design == "neo":
-                t0, t1, r0, r1 = shipped(home, server.url, warmup, seconds)
+                with running_neo(home, server.url, BUDGET) as db:
+                    t0, t1, r0, r1 = stretch(warmup, seconds, db)
             else:
-                t0, t1, r0, r1 = baseline(design, home, server.url, symbols, warmup, seconds)
+                with running_baseline(design, home, server.url, symbols, BUDGET):
+                    t0, t1, r0, r1 = stretch(warmup, seconds, home / "bench.duckdb")
         finally:
             stats = server.stop()
             os.environ.pop("TUSHARE_TOKEN", None)
-        bounced_file = home / "bounced.fast"
-        bounced = int(bounced_file.read_text()) if bounced_file.exists() else 0
         per_api = {
             api: {
                 **window_figures(stats["arrivals"][api], t0, t1, n),
@@ -170,7 +181,6 @@ def run_design(design: str, symbols: int, warmup: float, seconds: float) -> dict
             "share": round(calls / sum(BUDGET.values()), 4),
             "rows_per_min": round((r1 - r0) / (t1 - t0) * 60),
             "rejected": rejected,
-            "bounced": bounced if design == "hueyrl" else "-",
             "per_api": per_api,
             "arrivals": timeline,
         }
@@ -178,13 +188,12 @@ def run_design(design: str, symbols: int, warmup: float, seconds: float) -> dict
 
 def compare(symbols: int = 800, warmup: float = 15.0, seconds: float = 90.0) -> dict:
     results = {
-        d: run_design(d, symbols, warmup, seconds) for d in ("shared", "split", "hueyrl", "neo")
-    }
+        d: run_design(d, symbols, warmup, seconds) for d in ("shared", "split", "neo")}
     base = results["shared"]
     for r in results.values():
         r["calls_vs_shared"] = round(r["calls_per_min"] / max(base["calls_per_min"], 1e-9), 2)
         r["rows_vs_shared"] = round(r["rows_per_min"] / max(base["rows_per_min"], 1), 2)
-    return {"symbols": symbols, "seconds": seconds, "results": results}
+    return {"symbols": symbols, "warmup": warmup, "seconds": seconds, "results": results}
 
 
 if __name__ == "__main__":

@@ -197,12 +197,10 @@ def measure(symbols: int = 5000, timeout: float = 1500.0) -> dict:
         return out
 
 
-def section(r: dict, plot: str | None, stamp: str) -> list[str]:
+def section(r: dict, plot: str | None) -> list[str]:
     """The BENCHMARKS.md section for one full-market result."""
     lines = [
         f"## Full market: {r['symbols']:,} symbols from an empty data directory",
-        "",
-        stamp,
         "",
         "The Tushare-protocol test server in its own process holds the market (listed, "
         "delisted and paused symbols) and enforces a 5,000-point account's limits on a "
@@ -263,11 +261,8 @@ def section(r: dict, plot: str | None, stamp: str) -> list[str]:
     return lines + [""]
 
 
-def write(result: dict, output: Path) -> list[str]:
-    """Merge the section for `result` into `output` (BENCHMARKS.md), with its memory plot."""
-    from run import machine, merge
-
-    plot = None
+def memory_plot(result: dict) -> str | None:
+    """The memory-over-time PNG for `result`, its path relative to the repository."""
     try:
         import plots
 
@@ -275,11 +270,19 @@ def write(result: dict, output: Path) -> list[str]:
             result["memory_series"],
             f"Full market, {result['symbols']:,} symbols: memory of every process",
         )
-        plot = str(path.relative_to(ROOT))
+        return str(path.relative_to(ROOT))
     except ImportError as exc:  # matplotlib: `make bench` installs it
         print(f"no plot: {exc}")
+        return None
+
+
+def write(result: dict, output: Path) -> list[str]:
+    """Merge the section for `result` into `output` (BENCHMARKS.md), with its memory plot."""
+    from run import machine, merge
+
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    lines = section(result, plot, f"Measured {when} on {machine()}, by `bench/fullmarket.py`.")
+    lines = section(result, memory_plot(result))
+    lines[2:2] = [f"Measured {when} on {machine()}, by `bench/fullmarket.py`.", ""]
     merge(output, "fullmarket", lines)
     return lines
 

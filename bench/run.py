@@ -1,21 +1,24 @@
-"""`make bench`: measure what the product promises and write BENCHMARKS.md.
+"""`make bench`: measure what the product promises and write BENCHMARKS.md, section by section
+(each is written as soon as it is measured, so a run cut short keeps what it measured):
 
-0. The seed's scenario: three designs side by side (bench/designs.py) — one shared pool, two
-   queues with a save per task, neo — at a 1,200 calls/min budget, calls counted by the server.
-1. Rate: real consumers (50 fast, 4 slow) against the Tushare-protocol test server in its own
-   process, which counts every call at arrival and refuses any over a limit in a sliding
-   60-second window. All six interfaces busy at once; calls per minute from the server's
-   arrival times over a steady stretch.
-2. Shared budget: three instances (data directories) on one token and one real Redis; the
-   server counts the calls, Redis counts the limiter's scripts.
-3. Slot cost of each limiter backend.
-4. The save path (bench/saver.py): the batch saver through its flusher at batch_size 1, 100,
-   1,000 and 10,000, fresh rows and updates on recent or scattered dates, beside DuckDB's own
-   bulk write (the ceiling) and row-by-row inserts (the floor).
-5. Overhead (bench/overhead.py): neo end to end on a free API against bare Huey's no-op tasks.
-6. Full market (bench/fullmarket.py): 5,000 symbols from an empty data directory.
+    designs     the seed's scenario: one shared pool, two queues with a save per task, and neo,
+                at a 1,200 calls/min budget (bench/designs.py)
+    adherence   every interface at its limit for five minutes, neo beside Huey's own
+                `rate_limit` (bench/adherence.py)
+    fullmarket  5,000 symbols from an empty data directory to a complete database
+                (bench/fullmarket.py)
+    redis       1, 2 and 3 download machines on one Redis: the global limit and Redis's
+                commands per call
+    saver       the batch saver through its flusher against DuckDB's bulk write and row by row
+                (bench/saver.py)
+    overhead    neo on a free API against bare Huey's no-op tasks (bench/overhead.py)
+    status      `neo enqueue` of 35,000 tasks and `neo status` with ~100,000 queued
+    limiter     what a slot costs on each limiter backend
 
-Every loop is bounded in count and time. Figures are from one run on this machine.
+Calls are counted by the Tushare-protocol test server in its own process. Every loop is
+bounded in count and time.
+
+    .venv/bin/python bench/run.py [--sections designs,saver] [--quick]
 """
 
 from __future__ import annotations
@@ -28,24 +31,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-LIMITS = {
-    "stock_basic": 60,
-    "daily": 500,
-    "adj_factor": 500,
-    "income": 200,
-    "balancesheet": 200,
-    "cashflow": 200,
-}
 
 
 def neo(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -77,13 +72,16 @@ def window_figures(arrivals: list[float], t0: float, t1: float, limit: int) -> d
 
 
 def serve(home: Path, symbols: int, limits: dict[str, int], token: str):
-    """The Tushare-protocol test server in its own process: it counts every call at arrival."""
+    """The Tushare-protocol test server in its own process: it counts every call at arrival.
+    It makes the whole market's histories before it listens (a few seconds per 1,000
+    symbols), so what neo's calls wait for is the API, not the rig's first touch."""
     sys.path.insert(0, str(ROOT / "tests"))
     from tushare_server import ServerProcess
 
     spec = ",".join(f"{api}={n}" for api, n in limits.items())
     return ServerProcess(
         home,
+        "--warm",
         "--symbols",
         str(symbols),
         "--end-date",
@@ -92,6 +90,7 @@ def serve(home: Path, symbols: int, limits: dict[str, int], token: str):
         token,
         "--limits",
         spec,
+        timeout=30 + symbols * 0.02,
     )
 
 
@@ -104,65 +103,6 @@ def tushare_config(home: Path, url: str, limits: dict[str, int], extra: str = ""
         + "[slow]\nbatch_size = 5000\nbatch_timeout = 2.0\n"
         + extra
     )
-
-
-def rate_benchmark(seconds: float, symbols: int) -> dict:
-    """Every interface at its limit at once, real consumers (50 fast, 4 slow), real saves,
-    against the protocol server in its own process; calls/min, the worst window and the
-    rate-limit replies as the server counted them, over a steady stretch."""
-    limits = {**LIMITS, "trade_cal": 60}
-    token = "bench-token"
-    with tempfile.TemporaryDirectory(prefix="neo-bench-") as tmp:
-        home = Path(tmp)
-        server = serve(home, symbols, limits, token)
-        os.environ["TUSHARE_TOKEN"] = token
-        samples = []
-        try:
-            # One call per symbol for the statements, so every interface has a backlog to
-            # run at its limit (whole-market statements would finish in a few calls).
-            tushare_config(
-                home,
-                server.url,
-                limits,
-                '[plan]\nstatements_vip = "false"\nmulti_symbol = false\nwhole_market = false\n',
-            )
-            neo(home, "start", "--fast-workers", "50", "--slow-workers", "4")
-            try:
-                neo(home, "enqueue", "--task-type", "stock_basic")
-                wait_idle(home, 60)
-                for kind in ("daily_qfq", "income", "balancesheet", "cashflow"):
-                    neo(home, "enqueue", "--task-type", kind)
-                t0 = time.monotonic() + 15.0  # warm-up
-                t1 = t0 + seconds
-                while time.monotonic() < t1:
-                    time.sleep(5)
-                    samples.append(json.loads(neo(home, "status", "--json").stdout))
-                last = samples[-1]
-            finally:
-                neo(home, "stop", "--timeout", "30")
-        finally:
-            stats = server.stop()
-            os.environ.pop("TUSHARE_TOKEN", None)
-        per_api = {}
-        for api, limit in LIMITS.items():
-            figures = window_figures(stats["arrivals"][api], t0, t1, limit)
-            figures["rejected"] = stats["apis"][api]["rejected"]
-            figures["backlog_left"] = (
-                last["task_types"][api]["pending"] + last["task_types"][api]["scheduled"]
-            )
-            per_api[api] = figures
-        rss = {k: [s["processes"][k]["rss_mb"] or 0 for s in samples] for k in ("fast", "slow")}
-        third = max(1, len(samples) // 3)
-        memory = {
-            k: {"first_third_max": max(v[:third]), "last_third_max": max(v[-third:])}
-            for k, v in rss.items()
-        }
-        return {
-            "minutes": round(seconds / 60, 2),
-            "symbols": symbols,
-            "per_api": per_api,
-            "memory_mb": memory,
-        }
 
 
 def redis_scale_benchmark(seconds: float, limit: int = 300, most: int = 3) -> list[dict]:
@@ -257,7 +197,9 @@ def limiter_cost(slots: int = 5000) -> dict:
             from neo_cli.limits.redis import RedisBackend
 
             redis = RedisServer(Path(tmp), binary)
-            backends["redis"] = RedisBackend(redis.url, "bench", list(LIMITS))
+            from neo_cli.config import SCHEMA
+
+            backends["redis"] = RedisBackend(redis.url, "bench", list(SCHEMA["rate_limits"]))
         try:
             for name, backend in backends.items():
                 t = time.perf_counter()
@@ -294,53 +236,6 @@ def limiter_cost(slots: int = 5000) -> dict:
     return out
 
 
-def plans_benchmark(symbols: int = 300, limit: int = 500) -> list[dict]:
-    """A full-history download of `symbols` symbols' daily bars from the Tushare protocol test
-    server (its own process), at `limit` calls/min: one call per symbol and range, then with
-    the call-saving plans. Calls counted by the server; time from enqueue to all saved."""
-    sys.path.insert(0, str(ROOT / "tests"))
-
-    out = []
-    for label, plans in (("per-symbol only", "false"), ("call-saving plans", "true")):
-        with tempfile.TemporaryDirectory(prefix="neo-bench-") as tmp:
-            home = Path(tmp)
-            server = serve(
-                home, symbols, {"daily": limit, "stock_basic": 60, "trade_cal": 60}, "bench-token"
-            )
-            try:
-                (home / "neo.toml").write_text(
-                    f'[paths]\ndata_dir = "{home / "data"}"\n[schedule]\nupdate = ""\n'
-                    f'[provider]\nname = "tushare"\n[provider.tushare]\nurl = "{server.url}"\n'
-                    f"[rate_limits]\ndaily = {limit}\n"
-                    f"[plan]\nmulti_symbol = {plans}\nwhole_market = {plans}\n"
-                    "[slow]\nbatch_size = 20000\nbatch_timeout = 1.0\n"
-                )
-                os.environ["TUSHARE_TOKEN"] = "bench-token"
-                neo(home, "start")
-                neo(home, "enqueue", "--task-type", "stock_basic")
-                wait_idle(home, 60)
-                t = time.perf_counter()
-                neo(home, "enqueue", "--task-type", "daily", "--end-date", "20261120")
-                wait_idle(home, 900)
-                seconds = time.perf_counter() - t
-                neo(home, "stop")
-            finally:
-                stats = server.stop()
-                os.environ.pop("TUSHARE_TOKEN", None)
-            daily = stats["apis"]["daily"]
-            out.append(
-                {
-                    "plan": label,
-                    "calls": daily["accepted"],
-                    "rows": daily["rows"],
-                    "seconds": round(seconds, 1),
-                    "rejected": daily["rejected"],
-                    "max_in_window": daily["max_in_window"],
-                }
-            )
-    return out
-
-
 def wait_idle(home: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while json.loads(neo(home, "status", "--json").stdout)["units_in_progress"]:
@@ -361,44 +256,33 @@ def status_process_seconds(home: Path) -> float:
     return time.perf_counter() - t
 
 
-def status_benchmark(units_wanted: int = 100_000) -> dict:
-    """`neo status` with a big backlog: enqueue at least `units_wanted` tasks, start the
-    consumers (they drain at the API's limit meanwhile) and time status, in and out of process."""
+def status_benchmark(per_enqueue: int = 35_000) -> dict:
+    """`neo enqueue` of `per_enqueue` tasks (one per symbol, for adj_factor, income and
+    balancesheet: ~105,000 queued), then `neo status` timed with the consumers running and
+    draining at the API's limits, in process and as a whole new process."""
     from neo_cli import config
     from neo_cli.status import collect
 
-    with tempfile.TemporaryDirectory(prefix="neo-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="neo-bench-status-") as tmp:
         home = Path(tmp)
         (home / "neo.toml").write_text(
             f'[paths]\ndata_dir = "{home / "data"}"\n[schedule]\nupdate = ""\n'
         )
-        codes = [f"{n:06d}.SZ" for n in range(1, units_wanted // 4 + 2)]
+        codes = [f"{n:06d}.SZ" for n in range(1, per_enqueue + 1)]
         (home / "codes.txt").write_text("\n".join(codes))
-        t = time.perf_counter()
-        enqueued = 0
-        # One task per symbol and interface (adj_factor and the statements are asked for one
-        # symbol a call), so the backlog is as many tasks as there are symbols times four.
-        for kind in ("adj_factor", "income", "balancesheet", "cashflow"):
-            out = neo(
-                home,
-                "enqueue",
-                "--task-type",
-                kind,
-                "--symbols-file",
-                str(home / "codes.txt"),
-                "--start-date",
-                "20100101",
-                "--end-date",
-                "20261120",
-                timeout=900,
-            ).stdout
-            enqueued += int(out.split()[1])
-        enqueue_s = time.perf_counter() - t
+        enqueue_s = {}
+        # adj_factor and the statements are asked for one symbol a call: a task per symbol.
+        for kind in ("adj_factor", "income", "balancesheet"):
+            t = time.perf_counter()
+            out = neo(home, "enqueue", "--task-type", kind, "--symbols-file",
+                      str(home / "codes.txt"), "--start-date", "20100101", "--end-date",
+                      "20261120", timeout=900).stdout  # fmt: skip
+            enqueue_s[kind] = (int(out.split()[1]), round(time.perf_counter() - t, 2))
         neo(home, "start")
         try:
             settings = config.load(home / "neo.toml", environ={})
             inproc, cli = [], []
-            for _ in range(5):
+            for _ in range(7):
                 t = time.perf_counter()
                 data = collect(settings)
                 inproc.append(time.perf_counter() - t)
@@ -407,11 +291,11 @@ def status_benchmark(units_wanted: int = 100_000) -> dict:
         finally:
             neo(home, "stop")
     return {
-        "enqueued": enqueued,
-        "enqueue_s": round(enqueue_s, 1),
+        "enqueue": enqueue_s,
         "backlog": backlog,
-        "collect_s_median": round(sorted(inproc)[2], 3),
-        "cli_s_median": round(sorted(cli)[2], 3),
+        "collect_s_median": round(sorted(inproc)[3], 3),
+        "cli_s_median": round(sorted(cli)[3], 3),
+        "cli_s_max": round(max(cli), 3),
     }
 
 
@@ -424,11 +308,20 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    import huey
+
     mem = psutil.virtual_memory().total / 2**30
+    sys.path.insert(0, str(ROOT / "tests"))
+    from redis_server import redis_binary
+
+    redis = redis_binary()
+    if redis:
+        version = subprocess.run([redis, "--version"], capture_output=True, text=True).stdout
+        redis = next((w.split("=", 1)[1] for w in version.split() if w.startswith("v=")), "?")
     return (
         f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM; {platform.system()} "
         f"{platform.release()}; Python {platform.python_version()}; duckdb "
-        f"{duckdb.__version__}"
+        f"{duckdb.__version__}; huey {huey.__version__}; redis-server {redis or 'absent'}"
     )
 
 
@@ -437,17 +330,21 @@ def marked(name: str, lines: list[str]) -> list[str]:
     return [f"<!-- bench:{name} -->", *lines, f"<!-- /bench:{name} -->", ""]
 
 
-def merge(path: Path, name: str, lines: list[str], before: str = "## API budget used") -> None:
-    """Put one marked section into BENCHMARKS.md, replacing its older copy."""
+COMPLETENESS = "<!-- completeness"  # bench/completeness.py's section, kept at the end
+
+
+def merge(path: Path, name: str, lines: list[str]) -> None:
+    """Put one marked section into BENCHMARKS.md, replacing its older copy (a new one goes
+    before the completeness section)."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
     block = "\n".join(marked(name, lines))
     begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         text = head + block + rest.split(end, 1)[1].lstrip("\n")
-    elif before in text:
-        head, rest = text.split(before, 1)
-        text = head + block + "\n" + before + rest
+    elif COMPLETENESS in text:
+        head, rest = text.split(COMPLETENESS, 1)
+        text = head + block + "\n" + COMPLETENESS + rest
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text, encoding="utf-8")
@@ -465,7 +362,8 @@ def designs_section(designs: dict, plot: str | None) -> list[str]:
         "history (neo's planner set to one symbol per call, so all three make the same calls), "
         "real saves into DuckDB. Each design on a fresh protocol server in its own process, "
         f"one after another in this run; a steady stretch of {designs['seconds']:.0f} s after "
-        "a 15 s warm-up. Rows saved are read from the DuckDB file at both ends of the stretch.",
+        f"a {designs['warmup']:.0f} s warm-up. Rows saved are read from the DuckDB file at "
+        "both ends of the stretch.",
         "",
         "- **shared**: the old design — one Huey queue, one pool of 54 threads doing downloads "
         "and saves; a save (one unit's rows, one transaction) holds its worker "
@@ -474,20 +372,16 @@ def designs_section(designs: dict, plot: str | None) -> list[str]:
         "(bench/baseline.py)",
         "- **neo**: as shipped (two queues, the batch saver, the ledger)",
         "",
-        "- **hueyrl**: split, paced by Huey's built-in `rate_limit` (a fixed 60 s window per "
-        "interface) instead of neo's limiter; *bounced* counts the tasks Huey put back because "
-        "the window was full (its `SIGNAL_RATE_LIMITED`)",
-        "",
         "| design | calls/min (server) | share of 1,200 | rows saved/min | calls vs shared | "
-        "rows vs shared | worst 60 s window over its limit | rate-limit replies | bounced |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "rows vs shared | worst 60 s window over its limit | rate-limit replies |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in designs["results"].items():
         over = max(v["worst_window"] - v["limit"] for v in r["per_api"].values())
         lines.append(
             f"| {name} | {r['calls_per_min']:,} | {r['share']:.1%} | {r['rows_per_min']:,} | "
             f"{r['calls_vs_shared']:.2f}× | {r['rows_vs_shared']:.2f}× | {over:+d} | "
-            f"{r['rejected']} | {r.get('bounced', '-')} |"
+            f"{r['rejected']} |"
         )
     lines += ["", "Per interface (calls/min, server):", ""]
     apis = list(D.BUDGET)
@@ -548,73 +442,33 @@ def overhead_section(r: dict) -> list[str]:
     ]
 
 
-def report(
-    rate: dict,
-    savers: list[dict],
-    status: dict,
-    plans: list[dict],
-    shared: list[dict],
-    costs: dict,
-    designs: dict | None = None,
-    plot: str | None = None,
-) -> str:
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Measured {when} on {machine()}, by `make bench` (bench/run.py). One run; figures",
-        "side by side are from the same run. Calls are counted by the Tushare-protocol test",
-        "server (tests/tushare_server.py) in its own process, when they arrive — not by neo.",
-        "",
-        *(marked("designs", designs_section(designs, plot)) if designs else []),
-        "## API budget used: every interface at once, real consumers",
-        "",
-        f"50 fast workers, 4 slow, real saves, one symbol per call (so every interface keeps a "
-        f"backlog); the server holds a {rate['symbols']}-symbol market"
-        " and refuses any call over each interface's limit in a sliding 60 s window. Steady "
-        f"stretch of {rate['minutes']} minutes after a 15 s warm-up.",
-        "",
-        "| interface | limit/min | calls/min (server) | share of limit | worst 60 s window | "
-        "rate-limit replies | backlog left |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for api, v in rate["per_api"].items():
-        lines.append(
-            f"| {api} | {v['limit']} | {v['calls_per_min']} | {v['share']:.1%} | "
-            f"{v['worst_window']} | {v['rejected']} | {v['backlog_left']} |"
-        )
-    lines += [
-        "",
-        "An interface whose backlog ran out before the end of the stretch (stock_basic has three "
-        "calls) shows less than its limit: it had nothing left to ask. The margin "
-        "(`[limiter] margin_seconds` = 0.6) leaves 1% of each limit unused on purpose.",
-        "",
-        "## On Redis: 1, 2 and 3 download machines, one writer, one budget",
-        "",
-    ]
+def redis_section(shared: list[dict]) -> list[str]:
+    lines = ["## On Redis: 1, 2 and 3 download machines, one writer, one budget", ""]
     if shared and "skipped" in shared[0]:
-        lines.append(f"Skipped: {shared[0]['skipped']}.")
-    else:
-        lines += [
-            "Queues and limiter on one real Redis (`[queue] storage` and `[limiter] backend` = "
-            '"redis"): one `--role slow` writer and 1, 2, then 3 `--role fast` download '
-            "machines (each its own data directory and consumer, 50 workers), income "
-            f"statements at {shared[0]['limit']}/min for all of them, a fresh Redis and server "
-            "each time. Redis's own counters (INFO commandstats) from the start of the work to "
-            "the end of the stretch, per call the server counted.",
-            "",
-            "| download machines | calls/min (server) | share of limit | worst 60 s window | "
-            "rate-limit replies | Redis commands per call | of which scripts |",
-            "|---:|---:|---:|---:|---:|---:|---:|",
-            *(
-                f"| {r['download_machines']} | {r['calls_per_min']} | {r['share']:.1%} | "
-                f"{r['worst_window']} | {r['rejected']} | {r['redis_commands_per_call']} | "
-                f"{r['redis_scripts_per_call']} |"
-                for r in shared
-            ),
-        ]
-    lines += [
+        return lines + [f"Skipped: {shared[0]['skipped']}.", ""]
+    return lines + [
+        "Queues and limiter on one real Redis (`[queue] storage` and `[limiter] backend` = "
+        '"redis"): one `--role slow` writer and 1, 2, then 3 `--role fast` download '
+        "machines (each its own data directory and consumer, 50 workers), income "
+        f"statements at {shared[0]['limit']}/min for all of them, a fresh Redis and server "
+        "each time. Redis's own counters (INFO commandstats) from the start of the work to "
+        "the end of the stretch, per call the server counted.",
         "",
+        "| download machines | calls/min (server) | share of limit | worst 60 s window | "
+        "rate-limit replies | Redis commands per call | of which scripts |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r['download_machines']} | {r['calls_per_min']} | {r['share']:.1%} | "
+            f"{r['worst_window']} | {r['rejected']} | {r['redis_commands_per_call']} | "
+            f"{r['redis_scripts_per_call']} |"
+            for r in shared
+        ),
+        "",
+    ]
+
+
+def limiter_section(costs: dict) -> list[str]:
+    return [
         "## What a slot costs",
         "",
         "One thread taking slots as fast as it can (no spacing), and reading the state the "
@@ -629,101 +483,32 @@ def report(
         ),
         "",
     ]
-    lines += [
-        "Memory of the rate run (RSS, MB, sampled every 5 s): is it flat?",
+
+
+def status_section(r: dict) -> list[str]:
+    enqueued = sum(n for n, _ in r["enqueue"].values())
+    return [
+        "## `neo status` and `neo enqueue` with a big backlog",
         "",
-        "| consumer | max in the first third | max in the last third |",
+        "`neo enqueue` of one task per symbol for 35,000 symbols, whole process: "
+        + ", ".join(f"{kind} {n:,} tasks in {s} s" for kind, (n, s) in r["enqueue"].items())
+        + f". Then `neo start`; with the consumers draining at the API's limits and "
+        f"{r['backlog']:,} of the {enqueued:,} tasks still queued, `neo status` timed:",
+        "",
+        "| what | median of 7 | worst |",
         "|---|---:|---:|",
-        *(
-            f"| {k} | {v['first_third_max']} | {v['last_third_max']} |"
-            for k, v in rate["memory_mb"].items()
-        ),
+        f"| `collect()` (the data behind `status`), in process | {r['collect_s_median']} s | - |",
+        f"| `neo status --json`, a whole new process | {r['cli_s_median']} s | "
+        f"{r['cli_s_max']} s |",
+        "",
+        "Target: < 0.5 s as a whole process.",
         "",
     ]
-    lines += marked("saver", saver_section(savers))
-    lines += [
-        "",
-        "## Call-saving plans: full history of 300 symbols' daily bars at 500 calls/min",
-        "",
-        "Against the Tushare-protocol test server (tests/tushare_server.py, its own process, "
-        "enforcing 500/min on a sliding window); calls counted by the server, time from "
-        "`neo enqueue` to every row saved.",
-        "",
-        "| plan | calls | rows | time | rejections | most calls in any 60 s |",
-        "|---|---:|---:|---:|---:|---:|",
-        *(
-            f"| {p['plan']} | {p['calls']:,} | {p['rows']:,} | {p['seconds']} s | "
-            f"{p['rejected']} | {p['max_in_window']} |"
-            for p in plans
-        ),
-    ]
-    lines += [
-        "",
-        "## `neo status` with a big backlog",
-        "",
-        f"{status['enqueued']:,} tasks enqueued by four `neo enqueue` runs in "
-        f"{status['enqueue_s']} s; "
-        f"consumers running and draining; {status['backlog']:,} still queued while timing.",
-        "",
-        "| what | median of 5 |",
-        "|---|---:|",
-        f"| `collect()` (the data behind `status`), in process | {status['collect_s_median']} s |",
-        f"| `neo status --json`, a whole new process | {status['cli_s_median']} s |",
-    ]
-    return "\n".join(lines) + "\n"
 
 
-def main() -> int:
+def designs_lines(designs: dict) -> list[str]:
     import designs as D
-    import saver as SV
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
-    parser.add_argument("--seconds", type=float, default=300)
-    parser.add_argument("--symbols", type=int, default=3000)
-    parser.add_argument("--quick", action="store_true", help="under 3 minutes; prints only")
-    parser.add_argument(
-        "--sections",
-        default="",
-        help="designs,saver: measure only these and replace them in --output",
-    )
-    args = parser.parse_args()
-    if args.sections:
-        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        stamp = f"Measured {when} on {machine()}, by `bench/run.py --sections`."
-        for name in args.sections.split(","):
-            if name == "designs":
-                designs = D.compare(symbols=800, warmup=15, seconds=60)
-                import plots
-
-                plot = plots.calls_over_time(designs["results"], sum(D.BUDGET.values()))
-                section = designs_section(designs, str(plot.relative_to(ROOT)))
-            elif name == "saver":
-                section = saver_section(SV.measure())
-            elif name == "overhead":
-                import overhead
-
-                section = overhead_section(overhead.measure())
-            elif name == "fullmarket":
-                import fullmarket
-
-                print("\n".join(fullmarket.write(fullmarket.measure(), args.output)))
-                continue
-            else:
-                parser.error(
-                    f"unknown section {name!r}; allowed: designs, saver, overhead, fullmarket"
-                )
-            section.insert(2, stamp)
-            section.insert(3, "")
-            merge(args.output, name, section)
-            print("\n".join(section), flush=True)
-        return 0
-    if args.quick:
-        designs = D.compare(symbols=500, warmup=10, seconds=20)
-        savers = SV.measure(quick=True, datasets=(SV.DAILY,))
-        print("\n".join(designs_section(designs, None) + saver_section(savers)))
-        return 0
-    designs = D.compare(symbols=800, warmup=15, seconds=60)
     plot = None
     try:
         import plots
@@ -732,36 +517,95 @@ def main() -> int:
         plot = str(path.relative_to(ROOT))
     except ImportError as exc:  # matplotlib: `make bench` installs it
         print(f"no plot: {exc}")
-    print(json.dumps({k: {**v, "arrivals": "…"} for k, v in designs["results"].items()}))
-    costs = limiter_cost()
-    print(json.dumps(costs, indent=1))
-    shared = redis_scale_benchmark(45)
-    savers = SV.measure()
-    print(SV.table(savers))
-    plans = plans_benchmark()
-    print(json.dumps(plans, indent=1))
-    status = status_benchmark()
-    print(json.dumps(status, indent=1))
-    rate = rate_benchmark(args.seconds, args.symbols)
-    print(json.dumps(rate, indent=1))
-    import overhead
+    return designs_section(designs, plot)
 
-    costs_of_machinery = overhead.measure()
-    print(json.dumps(costs_of_machinery, indent=1))
+
+def fullmarket_lines(result: dict) -> list[str]:
     import fullmarket
 
-    full = fullmarket.measure()
-    old = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
-    args.output.write_text(report(rate, savers, status, plans, shared, costs, designs, plot))
-    merge(args.output, "overhead", overhead_section(costs_of_machinery))
-    fullmarket.write(full, args.output)
-    # The planner at 5,000 symbols and the ledger after a year take 40 minutes of their own:
-    # `make bench-completeness` measures them; their last figures are carried over.
-    begin, end = "<!-- completeness", "<!-- /completeness -->"
-    if begin in old and end in old:
-        kept = begin + old.split(begin, 1)[1].split(end, 1)[0] + end
-        args.output.write_text(args.output.read_text(encoding="utf-8") + "\n" + kept + "\n")
-    print(f"wrote {args.output}")
+    return fullmarket.section(result, fullmarket.memory_plot(result))
+
+
+def sections(quick: bool) -> dict[str, tuple[Callable[[], Any], Callable[[Any], list[str]]]]:
+    """Every section of BENCHMARKS.md, in its order: (measure, render)."""
+    import adherence
+    import designs as D
+    import fullmarket
+    import overhead
+    import saver as SV
+
+    if quick:  # the seed's designs on short stretches and the daily save path
+        return {
+            "designs": (lambda: D.compare(symbols=500, warmup=10, seconds=20), designs_lines),
+            "saver": (lambda: SV.measure(quick=True, datasets=(SV.DAILY,)), saver_section),
+        }
+    return {
+        "designs": (lambda: D.compare(symbols=800, warmup=15, seconds=60), designs_lines),
+        "adherence": (lambda: adherence.measure(seconds=300), adherence.section),
+        "fullmarket": (fullmarket.measure, fullmarket_lines),
+        "redis": (lambda: redis_scale_benchmark(40), redis_section),
+        "saver": (SV.measure, saver_section),
+        "overhead": (overhead.measure, overhead_section),
+        "status": (status_benchmark, status_section),
+        "limiter": (limiter_cost, limiter_section),
+    }
+
+
+def header(when: str) -> str:
+    return "\n".join(
+        [
+            "# Benchmarks",
+            "",
+            f"`make bench`, started {when} on {machine()}. One unattended run (bench/run.py); "
+            "figures side by side are from the same run, and each section says when it was "
+            "measured. Calls are counted by the Tushare-protocol test server "
+            "(tests/tushare_server.py) in its own process, when they arrive — not by neo.",
+            "",
+            "Reproduce: `make bench` (everything below but the last section, about 30 minutes); "
+            "`.venv/bin/python bench/run.py --sections designs,adherence` (any of: "
+            "designs, adherence, fullmarket, redis, saver, overhead, status, limiter) to measure "
+            "some again and replace them here; `make bench-quick` (under 3 minutes, prints "
+            "only); `make bench-completeness` (the last section, about 40 minutes).",
+            "",
+        ]
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--quick", action="store_true", help="under 3 minutes; prints only")
+    parser.add_argument(
+        "--sections", default="", help="measure only these and replace them in --output"
+    )
+    args = parser.parse_args()
+    os.environ.pop("TUSHARE_TOKEN", None)
+    table = sections(args.quick)
+    names = [n.strip() for n in args.sections.split(",") if n.strip()] or list(table)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        parser.error(f"unknown section {unknown[0]!r}; allowed: {', '.join(table)}")
+    if not args.quick and not args.sections:  # a whole run: a new file, completeness kept
+        old = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
+        kept = COMPLETENESS + old.split(COMPLETENESS, 1)[1] if COMPLETENESS in old else ""
+        started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        args.output.write_text(header(started) + ("\n" + kept if kept else ""), "utf-8")
+    for name in names:
+        measure, render = table[name]
+        begun = datetime.now(UTC)
+        result = measure()
+        lines = render(result)
+        if args.quick:
+            print("\n".join(lines), flush=True)
+            continue
+        where = f"by `bench/run.py --sections {name}`" if args.sections else "in this run"
+        ended = datetime.now(UTC).strftime("%H:%M")
+        stamp = f"Measured {begun:%Y-%m-%d %H:%M}–{ended} UTC on {machine()}, {where}."
+        lines[2:2] = [stamp, ""]
+        merge(args.output, name, lines)
+        print("\n".join(lines), flush=True)
+    if not args.quick:
+        print(f"wrote {args.output}")
     return 0
 
 
