@@ -423,3 +423,10 @@ def test_items_are_the_rows_fields_in_order(market: Market, api, params, fields)
     params = {k: str(v).format(*codes) for k, v in params.items()}
     rows = market.rows(api, params)
     assert rows and market.items(api, params, fields) == [[r[f] for f in fields] for r in rows]
+
+
+def test_whole_market_statements_are_the_same_whatever_is_cached() -> None:
+    everything, little = Market(SEED, 60, END, cache_size=60), Market(SEED, 60, END, cache_size=8)
+    for params in ({}, {"start_date": "20230101", "end_date": "20230630"}, {"period": "20221231"}):
+        kept = everything.rows("income_vip", params)
+        assert kept and kept == little.rows("income_vip", params)

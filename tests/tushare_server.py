@@ -661,6 +661,12 @@ def _parser() -> argparse.ArgumentParser:
         "--fail-dates", default="", help="YYYYMMDD,...: every call covering one answers 502"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
+    p.add_argument(
+        "--warm",
+        action="store_true",
+        help="make every symbol's history before listening (a whole-market call would "
+        "otherwise make them all inside one reply, and outlast the client's timeout)",
+    )
     return p
 
 
@@ -687,6 +693,8 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
     )
     try:
+        if args.warm:
+            server.market.warm()
         _write_atomic(args.port_file, str(server.port))
         while not stop.wait(0.2):
             pass

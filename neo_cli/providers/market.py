@@ -14,6 +14,7 @@ Everything follows from (seed, n_symbols, end_date), and a later end_date only a
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import math
@@ -558,6 +559,10 @@ class Market:
             for s in _universe(seed, n_symbols, self._calendar)
             if s.list_index < self._open_days
         }
+        # With every stock's history cached (the test server), the whole market's statements
+        # are kept in order too; otherwise the cache bounds the memory taken.
+        self._holds_everything = cache_size >= len(self._stocks)
+        self._market_index: dict[str, tuple[list[dict[str, Any]], list[int]]] = {}
         self._series = functools.lru_cache(maxsize=cache_size)(self._make_series)
         self._statements = functools.lru_cache(maxsize=cache_size)(self._make_statements)
 
@@ -603,6 +608,16 @@ class Market:
         last = self.end_date if stop == self._open_days else _date(int(self._calendar[stop - 1]))
         listed = _date(int(self._calendar[stock.list_index]))
         return _statements(stock, listed, last, self.seed)
+
+    def warm(self) -> None:
+        """Make every stock's series and statements, and the whole market's statements in
+        order, now (they are cached), rather than on the first query that touches them."""
+        for code in self._stocks:
+            self._series(code)
+            self._statements(code)
+        if self._holds_everything:
+            for api in VIP.values():
+                self._market_statements(api)
 
     # -- the query API
 
@@ -676,14 +691,25 @@ class Market:
             raise _bad(api, "ts_code 与 trade_date 至少填写一个")
         first = max(day or 0, _date_param(api, params, "start_date") or 0)
         last = min(day or 99999999, _date_param(api, params, "end_date") or 99999999)
+        # The window's calendar positions, once: a stock has a factor for every calendar day
+        # from its listing, so its slice is arithmetic, and a stock the window misses is
+        # skipped untouched; only bars (suspensions left out) are searched.
+        cal_lo = int(self._calendar.searchsorted(first))
+        cal_hi = int(self._calendar.searchsorted(last, "right"))
         rows: list[list[Any]] = []
         for code in codes or sorted(self._stocks):
-            if code not in self._stocks:
+            stock = self._stocks.get(code)
+            if stock is None:
+                continue
+            days = self._last_index(stock) - stock.list_index
+            lo = min(max(cal_lo - stock.list_index, 0), days)
+            hi = min(max(cal_hi - stock.list_index, 0), days)
+            if lo >= hi:
                 continue
             series = self._series(code)
-            dates = series.bar_dates if api == DAILY.api else series.factor_dates
-            lo = int(np.searchsorted(dates, first))
-            hi = int(np.searchsorted(dates, last, "right"))
+            if api == DAILY.api:
+                bars = series.bar_dates
+                lo, hi = int(bars.searchsorted(first)), int(bars.searchsorted(last, "right"))
             rows += _slice_rows(api, code, series, lo, hi)
         if len(codes) != 1:
             rows.sort(key=itemgetter(0))  # ts_code
@@ -710,21 +736,48 @@ class Market:
     def _market_statement_rows(self, api: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """`income_vip` & co.: every company's statements announced in the range (or of one
         period), newest announcement first, then by code; `ts_code` narrows to one."""
-        codes = _codes(params) or sorted(self._stocks)
+        codes = _codes(params)
         first = str(_date_param(api, params, "start_date") or "")
         last = str(_date_param(api, params, "end_date") or "99999999")
         period = _date_param(api, params, "period")
-        rows = [
+        if codes or not self._holds_everything:
+            rows = _in_order(
+                [
+                    row
+                    for code in codes or sorted(self._stocks)
+                    if code in self._stocks
+                    for row in self._statements(code)[api]
+                ]
+            )
+        else:  # the whole market, all cached: a window of its rows, already in order
+            rows, newest_first = self._market_statements(api)
+            rows = rows[
+                bisect.bisect_left(newest_first, -int(last)) : bisect.bisect_right(
+                    newest_first, -int(first or 0)
+                )
+            ]
+        return [
             dict(row)
-            for code in codes
-            if code in self._stocks
-            for row in self._statements(code)[api]
+            for row in rows
             if first <= row["ann_date"] <= last and period in (None, int(row["end_date"]))
         ]
-        rows.sort(key=lambda r: r["end_date"], reverse=True)
-        rows.sort(key=lambda r: r["ts_code"])
-        rows.sort(key=lambda r: r["ann_date"], reverse=True)  # stable: code, then period
-        return rows
+
+    def _market_statements(self, api: str) -> tuple[list[dict[str, Any]], list[int]]:
+        """Every company's `api` rows in the whole-market interface's order, and their
+        announcement dates negated (ascending, for bisect); made once per interface."""
+        if api not in self._market_index:
+            rows = _in_order([row for c in self._stocks for row in self._statements(c)[api]])
+            self._market_index[api] = (rows, [-int(row["ann_date"]) for row in rows])
+        return self._market_index[api]
+
+
+def _in_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Statements as the whole-market interface sends them: newest announcement first, then
+    by code, then the latest period first."""
+    rows = sorted(rows, key=lambda r: r["end_date"], reverse=True)
+    rows.sort(key=lambda r: r["ts_code"])
+    rows.sort(key=lambda r: r["ann_date"], reverse=True)  # stable: code, then period
+    return rows
 
 
 def _series_fields(api: str) -> list[str]:
