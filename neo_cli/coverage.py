@@ -7,6 +7,8 @@ disjoint ranges that do not touch (adjacent ranges are merged: 20240101-20240131
 
 from __future__ import annotations
 
+import bisect
+import functools
 from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
@@ -16,6 +18,7 @@ from neo_cli.dates import plus
 Range = tuple[str, str]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the same days come up for every symbol
 def _after(day: str, trading: bool) -> str:
     """The first day after `day` that a range must reach to touch it: the next day, or for
     bars the next weekday (the exchanges never open on a Saturday or a Sunday)."""
@@ -24,6 +27,24 @@ def _after(day: str, trading: bool) -> str:
         weekday = date(int(day[:4]), int(day[4:6]), int(day[6:])).weekday()
         step = {4: 3, 5: 2}.get(weekday, 1)
     return plus(day, step)
+
+
+def add(coverage: list[Range], span: Range, trading: bool = False) -> list[Range]:
+    """`merge([*coverage, span])` for a coverage: only the ranges next to `span` are looked at
+    (the ledger adds a day at a time to coverages of hundreds of ranges)."""
+    lo, hi = span
+    if lo > hi:
+        return coverage
+    i = bisect.bisect_right(coverage, (lo, "\uffff"))  # coverage[:i] start on or before lo
+    first = i
+    if i and lo <= _after(coverage[i - 1][1], trading):
+        first = i - 1  # only the last of those can reach lo: the others stop short of it
+        lo, hi = coverage[first][0], max(hi, coverage[first][1])
+    last = i
+    while last < len(coverage) and coverage[last][0] <= _after(hi, trading):
+        hi = max(hi, coverage[last][1])
+        last += 1
+    return [*coverage[:first], (lo, hi), *coverage[last:]]
 
 
 def merge(ranges: Iterable[Range], trading: bool = False) -> list[Range]:

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neo_cli.coverage import holes, merge
+from neo_cli.coverage import add, holes, merge
 
 D0 = date(2024, 1, 1)
 
@@ -140,3 +140,14 @@ def test_bar_coverage_bridges_weekends_only() -> None:
         ("20240104", "20240104"),
     ]
     assert merge([("20240106", "20240106"), mon], trading=True) == [("20240106", "20240108")]
+
+
+@settings(max_examples=500, deadline=None)
+@given(covered=ranges, spans=ranges, trading=st.booleans())
+def test_adding_a_span_at_a_time_is_merging_them_all(covered, spans, trading) -> None:
+    # Spans of one day matter most: whole-market calls cover a day each, weekends between.
+    spans = spans + [(lo, lo) for lo, _ in spans]
+    coverage = merge(covered, trading)
+    for span in spans:
+        coverage = add(coverage, span, trading)
+    assert coverage == merge([*covered, *spans], trading)

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from neo_cli.coverage import Range, covered_by, merge
+from neo_cli.coverage import Range, add, covered_by
 from neo_cli.dates import CHINA, fmt
 from neo_cli.strategies import ALL
 from neo_cli.tasktypes import STATEMENTS, interfaces_of, table_of
@@ -427,15 +427,21 @@ class Ledger:
                 added[(api, code)] = [(lo, min(hi, last)) for lo, hi in spans]
         for (api, code), spans in added.items():
             old = conn.execute(
-                'select start, "end" from coverage where api = ? and ts_code = ?', (api, code)
+                'select start, "end" from coverage where api = ? and ts_code = ? order by start',
+                (api, code),
             ).fetchall()
-            merged = merge([*old, *spans], trading=api not in STATEMENTS)
-            if merged == sorted(old):
-                continue
-            conn.execute("delete from coverage where api = ? and ts_code = ?", (api, code))
+            merged = old
+            for span in spans:
+                merged = add(merged, span, trading=api not in STATEMENTS)
+            # Only the ranges that changed are written: a symbol's coverage can hold hundreds.
+            gone, came = set(old) - set(merged), set(merged) - set(old)
+            conn.executemany(
+                "delete from coverage where api = ? and ts_code = ? and start = ?",
+                [(api, code, lo) for lo, _ in gone],
+            )
             conn.executemany(
                 'insert into coverage (api, ts_code, start, "end") values (?, ?, ?, ?)',
-                [(api, code, lo, hi) for lo, hi in merged],
+                [(api, code, lo, hi) for lo, hi in came],
             )
 
     def remember(self, name: str, value: str) -> bool:
