@@ -267,6 +267,7 @@ class _Series:
     factors: np.ndarray
     bar_dates: np.ndarray  # the days it traded
     bars: np.ndarray  # one row per bar, columns DAILY.fields[2:] (open .. amount)
+    bars_before: np.ndarray  # [i]: how many of the bars are before factor_dates[i]
 
 
 def _ar1(shocks: np.ndarray, phi: float) -> np.ndarray:
@@ -349,7 +350,8 @@ def _series(stock: _Stock, calendar: np.ndarray, stop: int, seed: int) -> _Serie
 
     dates = calendar[start:stop]
     bars = np.column_stack([open_, high, low, close, pre_close, change, pct_chg, vol, amount])
-    return _Series(dates, factor, dates[days], bars)
+    before = np.concatenate(([0], np.cumsum(traded))).astype(np.int32)
+    return _Series(dates, factor, dates[days], bars, before)
 
 
 # ---------------------------------------------------------------------------- statements
@@ -634,7 +636,7 @@ class Market:
         elif api in STATEMENTS:
             rows = self._statement_rows(api, params)
         elif api in VIP:
-            rows = self._market_statement_rows(VIP[api], params)
+            rows = [dict(row) for row in self._market_statement_rows(VIP[api], params)]
         else:
             raise PermanentError(f"请指定正确的接口名: 接口 {api!r} 不存在", api)
         return _page(api, params, rows)
@@ -643,6 +645,9 @@ class Market:
         """`rows(api, params)` as what goes over the wire: a list of each row's `fields`
         values, in that order. Bars and factors are built as lists from the start: a full
         history is thousands of rows, and a dict per row was most of what answering cost."""
+        if api in VIP:  # read, not handed out: no copy of each row
+            rows = _page(api, params, self._market_statement_rows(VIP[api], params))
+            return [[row[f] for f in fields] for row in rows]
         if api not in (DAILY.api, ADJ_FACTOR.api):
             return [[row[f] for f in fields] for row in self.rows(api, params)]
         rows = _page(api, params, self._series_rows(api, params))
@@ -692,8 +697,8 @@ class Market:
         first = max(day or 0, _date_param(api, params, "start_date") or 0)
         last = min(day or 99999999, _date_param(api, params, "end_date") or 99999999)
         # The window's calendar positions, once: a stock has a factor for every calendar day
-        # from its listing, so its slice is arithmetic, and a stock the window misses is
-        # skipped untouched; only bars (suspensions left out) are searched.
+        # from its listing, so its slice is arithmetic, a stock the window misses is skipped
+        # untouched, and its bars' slice is read off the count of bars before each day.
         cal_lo = int(self._calendar.searchsorted(first))
         cal_hi = int(self._calendar.searchsorted(last, "right"))
         rows: list[list[Any]] = []
@@ -708,8 +713,7 @@ class Market:
                 continue
             series = self._series(code)
             if api == DAILY.api:
-                bars = series.bar_dates
-                lo, hi = int(bars.searchsorted(first)), int(bars.searchsorted(last, "right"))
+                lo, hi = int(series.bars_before[lo]), int(series.bars_before[hi])
             rows += _slice_rows(api, code, series, lo, hi)
         if len(codes) != 1:
             rows.sort(key=itemgetter(0))  # ts_code
@@ -756,8 +760,8 @@ class Market:
                     newest_first, -int(first or 0)
                 )
             ]
-        return [
-            dict(row)
+        return [  # the cached rows themselves: the caller copies what it hands out
+            row
             for row in rows
             if first <= row["ann_date"] <= last and period in (None, int(row["end_date"]))
         ]
