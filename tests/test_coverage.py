@@ -151,3 +151,39 @@ def test_adding_a_span_at_a_time_is_merging_them_all(covered, spans, trading) ->
     for span in spans:
         coverage = add(coverage, span, trading)
     assert coverage == merge([*covered, *spans], trading)
+
+
+def test_the_ledger_merges_days_saved_in_any_order_and_any_grouping(tmp_path) -> None:
+    # Whole-market days arrive out of order, a few per flush: the ledger reads and writes only
+    # the ranges next to them, and must end where merging everything at once ends.
+    import random
+
+    from neo_cli.ledger import Ledger
+    from neo_cli.strategies import ALL
+    from neo_cli.units import Unit
+
+    rng = random.Random(5)
+    days = [day(n) for n in range(120) if (D0 + timedelta(days=n)).weekday() < 5]
+    picked = rng.sample(days, 70)
+    ranged = [(day(n), day(n + rng.randrange(6))) for n in rng.sample(range(120), 10)]
+    units = [Unit("adj_factor", {"trade_date": d}, (ALL,), "m") for d in picked]
+    units += [
+        Unit("adj_factor", {"ts_code": "A", "start_date": lo, "end_date": hi}, ("A",))
+        for lo, hi in ranged
+    ]
+    rng.shuffle(units)
+    ledger = Ledger(tmp_path / "ledger.db")
+    with ledger.adding("m", "adj_factor", units, universe=["A", "B"]):
+        pass
+    for u in units:
+        ledger.mark_saving(u, f"save-{u.id}", 1)
+    while units:
+        flush = units[: rng.randrange(1, 9)]
+        units = units[len(flush) :]
+        ledger.record_flush([u.id for u in flush], {})
+    want_b = merge([(d, d) for d in picked], trading=True)
+    assert ledger.coverage("adj_factor") == {
+        "A": merge([*want_b, *ranged], trading=True),
+        "B": want_b,
+    }
+    ledger.close()

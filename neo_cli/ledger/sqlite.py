@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from neo_cli.coverage import Range, add, covered_by
-from neo_cli.dates import CHINA, fmt
+from neo_cli.dates import CHINA, fmt, plus
 from neo_cli.strategies import ALL
 from neo_cli.tasktypes import STATEMENTS, interfaces_of, table_of
 from neo_cli.units import Unit
@@ -426,9 +426,19 @@ class Ledger:
                 last = today if mark and mark[0] >= today and api not in STATEMENTS else yesterday
                 added[(api, code)] = [(lo, min(hi, last)) for lo, hi in spans]
         for (api, code), spans in added.items():
+            # Only the ranges the spans can reach are read (a symbol's coverage can hold
+            # hundreds): the last to start by the first span, and those starting up to a
+            # weekend after the last. The ones before and after cannot touch what changes.
+            first, last = min(lo for lo, _ in spans), max(hi for _, hi in spans)
             old = conn.execute(
-                'select start, "end" from coverage where api = ? and ts_code = ? order by start',
-                (api, code),
+                'select start, "end" from coverage where api = ? and ts_code = ? and start <= ?'
+                " order by start desc limit 1",
+                (api, code, first),
+            ).fetchall()
+            old += conn.execute(
+                'select start, "end" from coverage where api = ? and ts_code = ? and start > ?'
+                " and start <= ? order by start",
+                (api, code, first, plus(last, 3)),
             ).fetchall()
             merged = old
             for span in spans:
