@@ -68,8 +68,8 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
-# Everything but bench-completeness, unattended: writes BENCHMARKS.md and bench/plots/*.png.
-# The full-market run alone takes about as long as it takes neo to fill 5,000 symbols.
+# Everything but bench-completeness, unattended (about 30 minutes): writes BENCHMARKS.md section
+# by section (bench/run.py) and bench/plots/*.png.
 bench: $(BENCH_STAMP) servers
 	$(BIN)/python bench/run.py --output BENCHMARKS.md
 
