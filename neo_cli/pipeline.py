@@ -26,6 +26,7 @@ from neo_cli.ledger.remote import apply
 from neo_cli.metrics import Recorder
 from neo_cli.paths import Paths
 from neo_cli.queues.factory import make_huey
+from neo_cli.queues.groupcommit import GroupCommit
 from neo_cli.tasktypes import INTERFACES
 from neo_cli.units import Unit
 
@@ -66,6 +67,9 @@ class Pipeline:
         self.download = self.fast.task(name="download")(self._download)
         self.save = self.slow.task(name="save")(self._save)
         self.ledger_task = self.slow.task(name="ledger")(self._ledger_event)
+        # Fifty workers handing saves over one commit at a time spent most of their time
+        # waiting for the slow queue's lock; together, they take one commit a batch.
+        self._handover: GroupCommit = GroupCommit(self._hand_over)
         self.fast_rt: Downloader | None = None
         self.slow_rt: SlowRuntime | None = None
 
@@ -160,10 +164,18 @@ class Pipeline:
             save = self.save.task_class(
                 args=(api, tuple(reply.fields), reply.items, unit.id, carried), id=unit.id
             )
-            self.slow.enqueue(save)  # before the ledger mark: see neo_cli.ledger
-            rt.ledger.mark_saving(unit, save.id, len(reply.items))
+            data = self.slow.serialize_task(save)
+            self._handover.submit((data, api, save.id, unit, len(reply.items)))
         else:
             rt.ledger.mark_empty(unit)
+
+    def _hand_over(self, saves: list[tuple[bytes, str, str, Unit, int]]) -> None:
+        """The saves of downloads finished together: enqueued in one transaction, then their
+        units marked saving in one — enqueued before marked, as one at a time (neo_cli.ledger).
+        Every worker of the batch waits for this, so a download's task is over only once its
+        save is on the slow queue."""
+        self.slow.storage.enqueue_many((data, None, api, sid) for data, api, sid, _, _ in saves)
+        self.fast_rt.ledger.mark_saving_many((u, sid, n) for _, _, sid, u, n in saves)
 
     def _save(
         self,

@@ -414,3 +414,22 @@ def test_prune_forgets_finished_units_but_keeps_coverage_and_dead_letters(tmp_pa
         assert ledger.universe("old") == {A}  # the dead letter's batch stays with it
     finally:
         ledger.close()
+
+
+def test_mark_saving_many_is_mark_saving_for_each_in_one_go(ledger: Ledger) -> None:
+    """The saves of downloads that finished together: the same transitions as one at a time."""
+    queued, retrying, saved, unseen = unit(A), unit(B), unit(C), unit("000002.SZ")
+    add(ledger, queued, retrying, saved)
+    ledger.attempt_failed(retrying, "timeout", "TransientError")
+    ledger.mark_empty(saved)
+    ledger.mark_saving_many(
+        [(queued, "s1", 3), (retrying, "s2", 4), (saved, "s3", 5), (unseen, "s4", 6)]
+    )
+    recs = [ledger.get(u.id) for u in (queued, retrying, saved, unseen)]
+    assert [(r.state, r.save_id, r.rows, r.error) for r in recs] == [
+        ("saving", "s1", 3, None),
+        ("saving", "s2", 4, None),
+        ("saved", None, 0, None),  # never backwards
+        ("saving", "s4", 6, None),  # recorded on first sight
+    ]
+    assert recs[1].attempts == 1

@@ -150,3 +150,49 @@ def test_a_task_runs_without_a_revoke_lookup(huey):
     huey.storage.peek_many = no_lookups
     huey.execute(huey.dequeue())
     assert [kind for kind, _ in huey.ran] == ["daily"]
+
+
+def test_a_task_runs_without_clearing_a_revoke_key(huey):
+    """Huey clears the task's revoke key after it ran — a write per task on each queue; neo
+    sets none."""
+    huey.enqueue(task(huey, "daily"))
+
+    def no_writes(key):
+        raise AssertionError(f"revoke key cleared: {key}")
+
+    huey.storage.delete_data = huey.storage.pop_data = no_writes
+    huey.execute(huey.dequeue())
+    assert [kind for kind, _ in huey.ran] == ["daily"]
+
+
+def sqlite_huey(tmp_path, fsync: bool):
+    return make_huey("fast", storage="sqlite", path=tmp_path / "q.db", kinds=KINDS, fsync=fsync)
+
+
+def test_sqlite_dequeues_commit_unsynced_and_enqueues_synced(tmp_path):
+    """[queue] fsync = true makes what is enqueued durable; a dequeue's delete need not be
+    (lost in a power cut, its task runs again: tasks are idempotent)."""
+    h = sqlite_huey(tmp_path, fsync=True)
+    download = h.task(name="download")(lambda kind, n: None)
+    h.storage.enqueue_many(items(h, [download.s("daily", 1)]))
+    statements: list[str] = []
+    h.storage.conn.set_trace_callback(statements.append)
+    assert h.storage.dequeue() is not None
+    assert not any(s.startswith("delete") for s in statements)  # not on the synced one
+    assert h.storage.conn.execute("pragma synchronous").fetchone() == (2,)  # FULL
+    assert h.storage._taker.execute("pragma synchronous").fetchone() == (1,)  # NORMAL
+    h.storage.close()
+
+
+def test_sqlite_idle_workers_stop_querying_a_drained_queue(tmp_path):
+    h = sqlite_huey(tmp_path, fsync=False)
+    download = h.task(name="download")(lambda kind, n: None)
+    h.storage.enqueue_many(items(h, [download.s("daily", 1)]))
+    assert h.storage.dequeue() is not None
+    assert h.storage.dequeue() is None  # found nothing: the kind is known to be gone
+    statements: list[str] = []
+    h.storage.conn.set_trace_callback(statements.append)
+    h.storage._taker.set_trace_callback(statements.append)
+    assert [h.storage.dequeue() for _ in range(5)] == [None] * 5
+    assert statements == []  # until the next look (PRESENT_TTL) or enqueue
+    h.storage.close()

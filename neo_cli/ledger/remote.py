@@ -79,6 +79,9 @@ class RemoteLedger:
     def mark_saving(self, unit: Unit, save_id: str, rows: int) -> None:
         """Nothing to send: the slow consumer marks it when it takes the save task."""
 
+    def mark_saving_many(self, entries) -> None:
+        """Nothing to send, as for `mark_saving`."""
+
     def split_units(self, unit: Unit, children: list[Unit], enqueue) -> None:
         """The slow side records the children, then enqueues them."""
         self._send("split", unit.to_dict(), [c.to_dict() for c in children])

@@ -367,7 +367,20 @@ class Ledger:
 
     def mark_saving(self, unit: Unit, save_id: str, rows: int) -> None:
         """The unit's `rows` are on their way to the database (save task `save_id`)."""
-        self._advance_unit(unit, "saving", save_id, rows)
+        self.mark_saving_many([(unit, save_id, rows)])
+
+    def mark_saving_many(self, entries: Iterable[tuple[Unit, str, int]]) -> None:
+        """`mark_saving` for many (unit, save id, rows) in one transaction: the downloads
+        whose saves were enqueued together (`neo_cli.queues.groupcommit`)."""
+        entries = list(entries)
+        now = self.clock()
+        with self._tx() as conn:
+            self._insert(conn, [u for u, _, _ in entries], ignore=True)  # see `_ensure`
+            conn.executemany(
+                "update units set state = 'saving', save_id = ?, rows = ?, error = null,"
+                " error_class = null, updated = ? where id = ? and state in ('queued','retrying')",
+                [(save_id, rows, now, u.id) for u, save_id, rows in entries],
+            )
 
     def mark_empty(self, unit: Unit) -> None:
         """The API had no rows for the unit: nothing to save, so it is saved."""

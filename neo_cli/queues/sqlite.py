@@ -10,9 +10,11 @@ lost work is found from the ledger when it is restarted (`neo_cli.recovery`).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 from huey.storage import SqliteStorage
 
@@ -50,6 +52,7 @@ class KindSqliteStorage(NeoStorage, SqliteStorage):
         self._present_lock = threading.Lock()
         self._present_at = float("-inf")
         self._present_kinds: set[str] = set()
+        self._taker: sqlite3.Connection | None = None  # see `_taking`
         super().__init__(name, **kwargs)
 
     def enqueue(self, data, priority=None):
@@ -66,6 +69,12 @@ class KindSqliteStorage(NeoStorage, SqliteStorage):
         (retries and rescheduled tasks are enqueued by the consumer that dequeues them)."""
         with self._present_lock:
             self._present_kinds = self._present_kinds | kinds
+
+    def _now_absent(self, kinds: set[str]) -> None:
+        """Kinds a dequeue just found none of: idle workers stop taking the exclusive lock
+        for them until the next look or enqueue."""
+        with self._present_lock:
+            self._present_kinds = self._present_kinds - kinds
 
     def enqueue_many(self, items: Iterable[Item]) -> int:
         """Enqueue many serialized tasks — (data, priority, kind, id) — in one transaction."""
@@ -104,15 +113,53 @@ class KindSqliteStorage(NeoStorage, SqliteStorage):
         self._present_kinds = found
         return found
 
+    @contextmanager
+    def _taking(self) -> Iterator[sqlite3.Cursor]:
+        """The exclusive transaction of a dequeue, committed without an fsync even when the
+        queue syncs every commit ([queue] fsync): the fsync that makes enqueues durable is
+        what bounded the dequeue rate, and a durable delete buys nothing here. Huey deletes
+        a task before running it, so a delete lost in a power cut only brings the task back
+        to run again — downloads and saves are idempotent — and WAL loses commits from the
+        end only: the next synced commit (any enqueue) makes every earlier delete durable.
+        A second connection, used under the same lock, so the two never wait on each other."""
+        with self.lock:
+            if self._taker is None:
+                conn = sqlite3.connect(
+                    self.filename, timeout=self._timeout, check_same_thread=False
+                )
+                conn.isolation_level = None
+                conn.execute(
+                    f"pragma synchronous={'normal' if self._fsync is not False else 'off'}"
+                )
+                self._taker = conn
+            curs = self._taker.cursor()
+            curs.execute(self.begin_sql)
+            try:
+                yield curs
+            except BaseException:
+                self._taker.rollback()
+                raise
+            else:
+                self._taker.commit()
+            finally:
+                curs.close()
+
+    def close(self):
+        with self.lock:
+            if self._taker is not None:
+                self._taker.close()
+                self._taker = None
+        return super().close()
+
     def dequeue(self):
         present = self._present()
         kinds = tuple(k for k in self.allowed_kinds() if k in present)
         if not kinds:
             return None
-        # A cheap look before the exclusive lock: fifty idle workers poll this.
-        if not self.sql("select 1 from task where queue = ? limit 1", (self.name,), results=True):
-            return None
-        with self.db(commit=True) as curs:
+        # No cheap look before the exclusive lock (Huey's `select 1`): with work waiting it
+        # is one more turn of the storage lock per task for fifty workers, and an empty
+        # queue is already known from `_present` — within PRESENT_TTL, or at once below.
+        with self._taking() as curs:
             best = None  # (priority, id, data): highest priority, then oldest, across kinds
             for kind in kinds:
                 curs.execute(
@@ -124,6 +171,7 @@ class KindSqliteStorage(NeoStorage, SqliteStorage):
                 if row is not None and (best is None or (-row[0], row[1]) < (-best[0], best[1])):
                     best = row
             if best is None:
+                self._now_absent(set(kinds))
                 return None
             curs.execute("delete from task where id = ?", (best[1],))
             if curs.rowcount != 1:
