@@ -122,9 +122,13 @@ def section(r: dict) -> list[str]:
         f"still had work queued at the end (at least {left:,} tasks), so the fill is the "
         "limiter's, not a backlog that ran out.",
         "",
-        f"Huey's `rate_limit` bounced {r['bounced']:,} tasks (its `SIGNAL_RATE_LIMITED`); a "
-        "fixed window lets a burst at its end and another at the start of the next, so a "
-        "sliding 60 s window can see up to twice the limit, which the server refuses.",
+        f"Huey's `rate_limit` bounced {r['bounced']:,} tasks (its `SIGNAL_RATE_LIMITED`: a "
+        "task over the window, put back to run again). Its window is fixed — counted from "
+        "the wall clock's minute — so the calls of one window's end and the next one's start "
+        "land in one sliding 60 s window: the server accepts at most the limit in any window "
+        "(so no worst window here is above it) and refuses the rest, which is Huey's "
+        f"{sum(v['rejected'] for v in r['hueyrl'].values()):,} rate-limit replies, each a "
+        "failed attempt Huey retries.",
         "",
     ]
     return lines
