@@ -6,7 +6,6 @@ import datetime as dt
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from neo_cli import deadletters
 from neo_cli.cli.app import ConfigOption, app, out, settings_for
@@ -47,6 +46,8 @@ def list_(task_type_: TaskTypeOption = None, config_file: ConfigOption = None) -
 
     Example: neo dlq list --task-type income
     """
+    from rich.table import Table
+
     dead = deadletters.list_dead(settings_for(config_file), _api(task_type_))
     if not dead:
         out.print("no dead letters")

@@ -19,7 +19,6 @@ from neo_cli.cli.app import (
 )
 from neo_cli.dates import parse
 from neo_cli.errors import InputError
-from neo_cli.planner import Request, requested_symbols
 from neo_cli.tasktypes import table_of
 from neo_cli.tasktypes import task_type as resolve_task_type
 
@@ -83,6 +82,8 @@ def enqueue(
 
     Example: neo enqueue --task-type daily --symbols 000001.SZ,600000.SH --start-date 20200101
     """
+    from neo_cli.planner import Request, requested_symbols
+
     kind = resolve_task_type(task_type)
     codes = requested_symbols(symbols, symbols_file, listed_only)
     if kind.name == "stock_basic" and codes is not None:

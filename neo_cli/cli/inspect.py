@@ -7,7 +7,6 @@ import time
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from neo_cli.cli.app import ConfigOption, app, out, settings_for
 from neo_cli.errors import InputError
@@ -133,6 +132,7 @@ def query(
     Example: neo query "select ts_code, count(*) from daily group by 1 order by 2 desc"
     """
     import duckdb
+    from rich.table import Table
 
     from neo_cli.db.database import Database
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Group
-from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from neo_cli.cli.app import ConfigOption, app, duration, out, settings_for
 from neo_cli.errors import EXIT_NOT_RUNNING, EXIT_OK, EXIT_UNHEALTHY
-from neo_cli.pipeline import Pipeline
-from neo_cli.status import ProcessSampler, collect
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def exit_code(data: dict[str, Any]) -> int:
@@ -39,6 +38,8 @@ STATE_STYLE = {
 
 
 def _table(title: str, first: str, *numeric: str) -> Table:
+    from rich.table import Table  # here: `status --json` draws no table
+
     table = Table(
         title=title,
         title_justify="left",
@@ -252,16 +253,27 @@ def status(
 
     Example: neo status --watch
     """
+    # Imported here, not at the top: every `neo` command imports this module to register
+    # `status`, and the queues bring Huey and redis (~80 ms) that other commands need not pay.
+    from neo_cli.pipeline import Pipeline
+    from neo_cli.status import ProcessSampler, collect
+
     settings = settings_for(config_file)
     sampler = ProcessSampler()
     pipeline = Pipeline(settings) if settings.data_dir.exists() else None
     data = collect(settings, sampler, pipeline)
     if as_json:
-        out.print_json(json.dumps(data))
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+        if out.is_terminal:
+            out.print_json(text)  # coloured
+        else:  # a pipe, a script: the same text, without the ~25 ms rich spends colouring it
+            typer.echo(text)
         raise typer.Exit(exit_code(data))
     if not watch:
         out.print(render(data))
         raise typer.Exit(exit_code(data))
+    from rich.live import Live
+
     try:
         with Live(render(data), console=out, refresh_per_second=4, screen=False) as live:
             while not (until_idle and idle(data)):

@@ -18,7 +18,6 @@ from neo_cli.cli.app import (
 )
 from neo_cli.dates import parse
 from neo_cli.errors import EXIT_INCOMPLETE, InputError
-from neo_cli.planner import requested_symbols
 from neo_cli.roles import here_only
 
 
@@ -54,6 +53,7 @@ def verify(
 
     Example: neo verify --task-type daily
     """
+    from neo_cli.planner import requested_symbols
     from neo_cli.verify import requests_for
     from neo_cli.verify import verify as find_holes
 
