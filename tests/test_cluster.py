@@ -48,7 +48,7 @@ def test_three_download_machines_one_writer_a_kill_and_a_redis_restart(tmp_path,
         for i, role in enumerate(("slow", "fast", "fast", "fast")):
             sections = {**shared, "supervisor": {"role": role}}
             homes.append(tushare_home(tmp_path / f"machine{i}", server.url, TOKEN, **sections))
-        writer, victim, *others = homes
+        writer, *downloaders = homes
         for h in homes:
             h.run("start", check=True)
         writer.run("enqueue", "-t", "stock_basic", check=True)
@@ -59,15 +59,23 @@ def test_three_download_machines_one_writer_a_kill_and_a_redis_restart(tmp_path,
         started = time.monotonic()
         writer.run("enqueue", "-t", "daily_qfq", "--symbols", ",".join(codes), check=True)
         # From a download machine: the machine with the ledger plans it, asked through Redis.
-        asked = others[0].run("enqueue", "-t", "income", "--symbols", ",".join(codes))
+        asked = downloaders[0].run("enqueue", "-t", "income", "--symbols", ",".join(codes))
         assert asked.returncode == 0 and "enqueued 45 income task(s)" in asked.stdout, asked
 
         time.sleep(max(0.0, started + 20 - time.monotonic()))
-        _, seen = status_of(others[0])
-        victims = [c["id"] for c in seen["cluster"] if c["data_dir"] == str(victim.data)]
-        assert len(victims) == 1 and len(seen["cluster"]) == 4, seen["cluster"]
-        held = f"neo:{{t}}:fast:owner:{victims[0]}"  # the tasks its workers hold
-        wait_for(lambda: client.scard(held), 10, "the victim to hold a task")
+        _, seen = status_of(downloaders[0])
+        ids = {c["data_dir"]: c["id"] for c in seen["cluster"]}
+        assert len(seen["cluster"]) == 4 and all(str(h.data) in ids for h in homes), seen
+        holds = {str(h.data): f"neo:{{t}}:fast:owner:{ids[str(h.data)]}" for h in downloaders}
+
+        def holding():  # the victim: a download machine whose workers hold tasks right now
+            return next((h for h in downloaders if client.scard(holds[str(h.data)])), None)
+
+        # Not a machine chosen in advance: the budget is shared, not split between machines,
+        # so any one of them may hold nothing for a while.
+        victim = wait_for(holding, 20, "a download machine to hold a task")
+        others = [h for h in downloaders if h is not victim]
+        victims = [ids[str(victim.data)]]
         kill_tree_for(victim.data)  # SIGKILL: supervisor and consumer, never restarted
         killed, killed_wall = time.monotonic(), time.time()
 
