@@ -61,7 +61,10 @@ def count_signals(pipeline_huey, recorder: Recorder, queue: str) -> None:
 
 class Throttle:
     """Why downloads must pause now ('' when they need not): the save backlog or low memory.
-    Checked on every dequeue, so the answer is cached for a quarter of a second."""
+    Checked on every dequeue, so the answer is cached for `EVERY` seconds: on Redis each look
+    is a command per task kind, and the backlog moves by a second's downloads at most."""
+
+    EVERY = 1.0
 
     def __init__(self, pipeline: Pipeline, max_backlog: int, min_free_mb: int):
         self.pipeline, self.max_backlog, self.min_free = pipeline, max_backlog, min_free_mb
@@ -72,7 +75,7 @@ class Throttle:
     def __call__(self) -> str:
         now = time.monotonic()
         with self._lock:
-            if now - self._at < 0.25:
+            if now - self._at < self.EVERY:
                 return self._reason
             self._at = now
         backlog = self.pipeline.slow_backlog()

@@ -23,6 +23,7 @@ from neo_cli.errors import (
     AuthError,
     PermanentError,
     RateLimited,
+    SlotMissed,
     SlotTooFar,
     SplitNeeded,
     TransientError,
@@ -39,6 +40,7 @@ from neo_cli.units import Unit
 log = logging.getLogger("neo.download")
 
 MAX_PAGES = 100  # a unit needing more has a planning bug; stop rather than loop
+MAX_MISSED = 3  # slots a call may give up in a row for leaving late
 _cut_below: set[tuple[str, int]] = set()  # (interface, rows) replies cut below [row_caps]
 
 
@@ -79,16 +81,7 @@ def fetch(
     fields: tuple[str, ...] | None = None
     items: list[list] = []
     for page in range(MAX_PAGES):
-        # A next page waits its turn however long it takes: giving up would waste the pages
-        # already fetched.
-        asked = time.monotonic()
-        try:
-            limiter.acquire(**({} if page == 0 else {"max_wait": 120.0, "claimed": False}))
-        finally:
-            recorder.incr(unit.api, "wait_ms", round((time.monotonic() - asked) * 1000))
-        recorder.incr(unit.api, "calls")
-        calls.made += 1
-        reply = provider.call(unit.api, params, d.fields)
+        reply = _paced_call(provider, limiter, unit.api, params, d.fields, recorder, calls, page)
         limiter.succeeded()
         check(unit.api, reply, d.fields)
         calls.taken += 1
@@ -138,6 +131,44 @@ def fetch(
     else:
         raise PermanentError(f"gave up after {MAX_PAGES} pages", unit.api)
     return Reply(fields or d.fields, items)
+
+
+def _paced_call(
+    provider: Provider,
+    limiter: Limiter,
+    api: str,
+    params: Mapping,
+    fields: tuple[str, ...],
+    recorder: Recorder,
+    calls: Calls,
+    page: int,
+) -> Reply:
+    """One call in a slot of its own. A call that cannot leave by its slot's deadline (the
+    machine kept its thread waiting) is not sent, and takes another slot; after
+    `MAX_MISSED` in a row it goes anyway, rather than never."""
+    missed = 0
+    while True:
+        # A next page waits its turn however long it takes: giving up would waste the pages
+        # already fetched. The first call's task was claimed when it was taken.
+        asked = time.monotonic()
+        try:
+            if page == 0 and not missed:
+                slot = limiter.take()
+            else:
+                slot = limiter.take(max_wait=120.0 if page else None, claimed=False)
+        finally:
+            recorder.incr(api, "wait_ms", round((time.monotonic() - asked) * 1000))
+        sent = True
+        try:
+            return provider.call(api, params, fields, slot if missed < MAX_MISSED else None)
+        except SlotMissed:
+            sent = False
+            missed += 1
+            limiter.missed()
+        finally:
+            if sent:
+                recorder.incr(api, "calls")
+                calls.made += 1
 
 
 @dataclass

@@ -190,5 +190,15 @@ class SlotTooFar(NeoError):
         self.api, self.delay, self.reason = api, delay, reason
 
 
+class SlotMissed(NeoError):
+    """Raised by a provider before it sends a call that could not leave by its slot's
+    deadline (a loaded machine kept the thread from it): sent now, it would land nearer the
+    calls after it than the limiter's spacing allows. Nothing was sent; take another slot."""
+
+    def __init__(self, api: str, late: float):
+        super().__init__(f"{api}: call {late:.2f}s late for its slot, not sent")
+        self.api, self.late = api, late
+
+
 class SplitNeeded(NeoError):
     """Raised when a packed call must be asked for again one symbol at a time."""

@@ -90,10 +90,10 @@ class Pipeline:
         return self.fast.storage.enqueue_many(items)
 
     def fast_backlog(self) -> int:
-        return self.fast.storage.queue_size() + self.fast.storage.schedule_size()
+        return self.fast.storage.backlog()
 
     def slow_backlog(self) -> int:
-        return self.slow.storage.queue_size() + self.slow.storage.schedule_size()
+        return self.slow.storage.backlog()
 
     # -- attaching a consumer's resources ------------------------------------------------------
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from neo_cli.download import Downloader, RetryPolicy, attempt, fetch
+from neo_cli.download import MAX_MISSED, Calls, Downloader, RetryPolicy, attempt, fetch
 from neo_cli.errors import AuthError, PermanentError, RateLimited, TransientError
 from neo_cli.ledger import Ledger
 from neo_cli.limits.memory import memory_limiter
@@ -35,7 +35,7 @@ class Scripted(Provider):
         self.answers = list(answers)
         self.calls: list[dict] = []
 
-    def call(self, api, params, fields):
+    def call(self, api, params, fields, slot=None):
         self.calls.append(dict(params))
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
@@ -155,6 +155,43 @@ def test_permanent_error_dead_letters_at_once_with_the_message(ledger):
     assert out.dead == "参数错误: ts_code"
     record = ledger.get(unit.id)
     assert record.state == "dead" and record.attempts == 1 and record.error_class == "permanent"
+
+
+class Stalls(Provider):
+    """Loses the processor for the next of `stalls` seconds between being handed its slot and
+    sending (what a loaded machine does to a thread), then answers `reply`."""
+
+    def __init__(self, clock: Clock, reply: Reply, stalls: list[float]):
+        self.clock, self.reply, self.stalls = clock, reply, list(stalls)
+        self.sent: list[float] = []
+
+    def call(self, api, params, fields, slot=None):
+        if self.stalls:
+            self.clock.t += self.stalls.pop(0)
+        if slot is not None:
+            slot.leave()
+        self.sent.append(self.clock())
+        return self.reply
+
+
+def test_a_call_too_late_for_its_slot_is_not_sent_and_takes_another(ledger):
+    clock = Clock()
+    provider = Stalls(clock, bars(["20240102"]), [1.0])
+    limiter = runtime(provider, ledger, clock).limiters["daily"]
+    calls = Calls()
+    reply = fetch(provider, limiter, recorded(ledger), Recorder(None, "t"), calls=calls)
+    assert len(reply) == 1
+    assert provider.sent == [1_000_001.0]  # only the second slot's call went out
+    assert calls.made == 1 and limiter.late == 1
+
+
+def test_a_call_late_for_slot_after_slot_goes_anyway(ledger):
+    clock = Clock()
+    provider = Stalls(clock, bars(["20240102"]), [1.0] * (MAX_MISSED + 5))
+    limiter = runtime(provider, ledger, clock).limiters["daily"]
+    calls = Calls()
+    fetch(provider, limiter, recorded(ledger), Recorder(None, "t"), calls=calls)
+    assert len(provider.sent) == 1 and calls.made == 1 and limiter.late == MAX_MISSED
 
 
 def test_bad_token_stops_every_interface_and_keeps_the_unit(ledger):

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from neo_cli.errors import SlotMissed
 from neo_cli.limits import Limiter, SlotTooFar
 from neo_cli.limits.base import WINDOW
 from neo_cli.limits.local import LocalBackend
@@ -675,3 +676,38 @@ def test_a_caller_woken_early_by_a_stop_gives_its_slot_up(make) -> None:
     with pytest.raises(SlotTooFar) as info:
         limiter.acquire()
     assert info.value.reason == "stopping" and woken and info.value.delay > 50
+
+
+def test_a_slot_must_be_left_by_half_the_margin_after_it(make) -> None:
+    """`take` hands out the slot with its deadline; the provider checks it last thing before
+    the request goes out (`Slot.leave`), which sees the time the limiter cannot."""
+    clock = FakeClock()
+    limiter = make(60, clock, margin=0.6, lookahead=5.0)
+    limiter.take()
+    slot = limiter.take()  # slept to +1.01
+    assert slot.waited == pytest.approx(limiter.spacing)
+    assert slot.send_by == pytest.approx(T0 + limiter.spacing + 0.3)
+    clock.now += 0.3
+    slot.leave()  # just in time
+    clock.now += 0.01
+    with pytest.raises(SlotMissed, match="late for its slot"):
+        slot.leave()
+
+
+def test_a_slow_read_after_waking_counts_as_waking_late(make) -> None:
+    """The pause check after the sleep is a read of the shared store, which a loaded machine
+    can hold up too: lateness is judged after it, not before."""
+    clock = FakeClock()
+    limiter = make(60, clock, margin=0.6, lookahead=5.0)
+    limiter.take()
+    real_state = limiter.backend.state
+    slow = iter([0.5])
+
+    def state(api):
+        clock.now += next(slow, 0.0)
+        return real_state(api)
+
+    limiter.backend.state = state
+    limiter.take()  # slot at +1.01; the read after waking ends at +1.51: given up
+    assert limiter.late == 1
+    assert clock.now == pytest.approx(T0 + 2 * limiter.spacing)

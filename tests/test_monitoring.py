@@ -525,9 +525,7 @@ def test_the_readme_scrape_config_is_one_prometheus_accepts(tmp_path, promtool):
     assert "job_name: neo" in config
     path = tmp_path / "prometheus.yml"
     path.write_text(config.replace("/etc/prometheus/neo-alerts.yml", str(ALERTS)))
-    check = subprocess.run(
-        [promtool, "check", "config", str(path)], capture_output=True, text=True
-    )
+    check = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
 

@@ -80,7 +80,10 @@ def test_a_scheduled_task_waits_then_runs(huey):
     later = task(huey, "income")
     later.eta = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=30)
     huey.add_schedule(later)
-    assert huey.storage.counts_by_kind() == {"income": (0, 1)}
+    huey.enqueue(task(huey, "daily"))
+    assert huey.storage.counts_by_kind() == {"income": (0, 1), "daily": (1, 0)}
+    assert huey.storage.backlog() == 2  # the queue and the schedule, in one look
+    assert take(huey).args[0] == "daily"
     assert later.id in huey.storage.queued_ids()
     now = datetime.now(UTC).replace(tzinfo=None)
     for due in huey.read_schedule(now):  # what the consumer's scheduler does

@@ -4,8 +4,10 @@ The API counts calls over a sliding 60-second window, at arrival, per token. A l
 *slots*: times at which a caller may start a call. Slots are spaced `(60 + margin) / limit`
 seconds apart, so any 60-second stretch holds at most `limit * 60 / (60 + margin)` of them — the
 margin absorbs the jitter between our clock and the server's (network delay, thread wake-up), and
-costs `margin / 60` of the budget (0.6 s = 1%). A caller that wakes more than half the margin
-after its slot (a loaded machine) gives that slot up and takes the next, so the margin holds.
+costs `margin / 60` of the budget (0.6 s = 1%). A call that cannot leave within half the margin
+of its slot (a loaded machine) gives that slot up and takes another, so the margin holds: the
+limiter checks on waking, and the provider again just before the request is sent (`Slot.send_by`),
+since on a busy machine a thread can lose the processor for longer than that in between.
 
 Even spacing (GCRA with a burst of one) rather than a sliding log: a log lets `limit` calls go
 at once, and the first call of the next burst then lands on the server's window edge, where a
@@ -30,9 +32,10 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from neo_cli.backoff import Backoff
-from neo_cli.errors import LimiterUnavailable, SlotTooFar
+from neo_cli.errors import LimiterUnavailable, SlotMissed, SlotTooFar
 
 WINDOW = 60.0
 CLAIM_TTL = 5.0  # seconds a taken task may take to reach `acquire` before its claim lapses
@@ -41,7 +44,26 @@ NEVER = float("inf")
 
 log = logging.getLogger("neo.limiter")
 
-__all__ = ["WINDOW", "Backend", "Limiter", "SlotTooFar", "State", "View"]
+__all__ = ["WINDOW", "Backend", "Limiter", "Slot", "SlotTooFar", "State", "View"]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A slot taken: the seconds waited for it, and the time (on `clock`, the limiter's) by
+    which its call must have left."""
+
+    api: str
+    waited: float
+    send_by: float
+    clock: Callable[[], float] = time.time
+
+    def leave(self) -> None:
+        """Raise SlotMissed when it is past `send_by`: a provider calls it as the last thing
+        before its request goes out, so the time the limiter cannot see (building the
+        request, waiting for the processor) is checked too."""
+        late = self.clock() - self.send_by
+        if late > 0:
+            raise SlotMissed(self.api, late)
 
 
 class State(tuple):
@@ -170,7 +192,7 @@ class Limiter:
         self.sleep = sleep
         self._lock = threading.Lock()
         self._rejections = 0
-        self.late = 0  # slots given up because the caller woke too late for them
+        self.late = 0  # slots given up: the caller woke, or its call left, too late for them
         self._claims: deque[float] = deque()
         self.view = view or View(backend, [api], clock)
         self._down = Backoff(1.0, 30.0)
@@ -237,10 +259,15 @@ class Limiter:
     # -- calling -----------------------------------------------------------------------------
 
     def acquire(self, max_wait: float | None = None, claimed: bool = True) -> float:
-        """Wait for a slot and return the time waited; raise SlotTooFar rather than wait
-        longer than `max_wait` (default: the lookahead plus one slot), or while the store is
-        unreachable (fail closed: no slot, no call). `claimed`: the caller's task was counted
-        by `claim()` when it was taken (its first call, not its next page)."""
+        """Wait for a slot and return the time waited (`take`, for a caller that does not
+        check the slot's deadline itself)."""
+        return self.take(max_wait, claimed).waited
+
+    def take(self, max_wait: float | None = None, claimed: bool = True) -> Slot:
+        """Wait for a slot and return it; raise SlotTooFar rather than wait longer than
+        `max_wait` (default: the lookahead plus one slot), or while the store is unreachable
+        (fail closed: no slot, no call). `claimed`: the caller's task was counted by
+        `claim()` when it was taken (its first call, not its next page)."""
         limit = self.lookahead + self.spacing if max_wait is None else max_wait
         start = self.clock()
         deadline = start + limit
@@ -264,23 +291,34 @@ class Limiter:
                     raise SlotTooFar(
                         self.api, max(next_in, self.spacing), reason if left > 0 else "busy"
                     )
-                if delay <= 0:
-                    return self.clock() - start
                 slot = self.clock() + delay
+                if delay <= 0:
+                    return self._slot(start, slot)
                 if self.sleep(delay) is True:
                     # The sleep is a stop flag's wait (the fast consumer's), and the flag is
                     # set: give the slot up rather than hold `neo stop` for up to a minute.
                     raise SlotTooFar(self.api, max(0.0, slot - self.clock()), "stopping")
-                if self.clock() - slot > self.max_late:
-                    self.late += 1
-                    continue  # overslept: the slot stays spent, unused; take the next
                 # A pause that began while we slept (a rate-limit reply to another worker,
                 # or another machine) wins: the slot stays spent, which only errs on the side
                 # of fewer calls.
-                if self._state(fresh=True)[1] <= 0:
-                    return self.clock() - start
+                paused = self._state(fresh=True)[1] > 0
+                if self.clock() - slot > self.max_late:
+                    # Overslept (after the read, which takes time too): the slot stays spent,
+                    # unused; take the next.
+                    self.missed()
+                    continue
+                if not paused:
+                    return self._slot(start, slot)
             except LimiterUnavailable as exc:
                 raise SlotTooFar(self.api, self._down.next(), str(exc)) from None
+
+    def _slot(self, start: float, at: float) -> Slot:
+        return Slot(self.api, self.clock() - start, at + self.max_late, self.clock)
+
+    def missed(self) -> None:
+        """A slot given up because its call could not leave in time for it."""
+        with self._lock:
+            self.late += 1
 
     def rejected(self, scope: str = "minute", until: float | None = None) -> float:
         """Record a rate-limit reply and pause every process on the budget; return the pause.

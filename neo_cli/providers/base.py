@@ -11,9 +11,18 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from neo_cli.errors import AuthError, PermanentError, ProviderError, RateLimited, TransientError
+from neo_cli.errors import (
+    AuthError,
+    PermanentError,
+    ProviderError,
+    RateLimited,
+    TransientError,
+)
+
+if TYPE_CHECKING:
+    from neo_cli.limits.base import Slot
 
 
 @dataclass(frozen=True)
@@ -47,8 +56,16 @@ class Provider(ABC):
         own (the calendar), so those spend the same budget as everything else."""
 
     @abstractmethod
-    def call(self, api: str, params: Mapping[str, Any], fields: Sequence[str]) -> Reply:
-        """Call interface `api` with `params`, asking for `fields`; raise a ProviderError."""
+    def call(
+        self,
+        api: str,
+        params: Mapping[str, Any],
+        fields: Sequence[str],
+        slot: Slot | None = None,
+    ) -> Reply:
+        """Call interface `api` with `params`, asking for `fields`; raise a ProviderError.
+        `slot`: the limiter's slot for the call, checked (`Slot.leave`) just before the
+        request goes out; SlotMissed means nothing was sent."""
 
     def trading_days(self, start: str, end: str) -> list[str] | None:
         """Trading days from `start` to `end` ('YYYYMMDD', inclusive), or None when unknown.

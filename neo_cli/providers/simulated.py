@@ -16,12 +16,15 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neo_cli.errors import InputError, PermanentError, RateLimited, TransientError
 from neo_cli.providers.base import RATE_LIMIT_MESSAGE, Provider, Reply
 from neo_cli.providers.market import FIRST_DAY, Market
 from neo_cli.tasktypes import INTERFACES, dataset
+
+if TYPE_CHECKING:
+    from neo_cli.limits.base import Slot
 
 # The `[provider.simulated]` defaults, for options left out (config.SCHEMA has the same; the
 # provider layer may not import the config).
@@ -103,10 +106,18 @@ class SimulatedProvider(Provider):
     def trading_days(self, start: str, end: str) -> list[str]:
         return self.market.trade_dates(start, end)
 
-    def call(self, api: str, params: Mapping[str, Any], fields: Sequence[str]) -> Reply:
+    def call(
+        self,
+        api: str,
+        params: Mapping[str, Any],
+        fields: Sequence[str],
+        slot: Slot | None = None,
+    ) -> Reply:
         """One call: admitted or refused by the limit, then delayed, perhaps failed, answered."""
         if api not in INTERFACES:
             raise PermanentError(f"请指定正确的接口名: 接口 {api!r} 不存在", api)
+        if slot is not None:
+            slot.leave()
         self._admit(api)
         delay, fault = self._draw()
         if fault == "timeout":

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from neo_cli.errors import AuthError, InputError, PermanentError, RateLimited, TransientError
 from neo_cli.providers.base import Provider, Reply, classify
+
+if TYPE_CHECKING:
+    from neo_cli.limits.base import Slot
 
 
 class TushareProvider(Provider):
@@ -60,15 +63,24 @@ class TushareProvider(Provider):
         # host. Both are accepted by the server; a configured /dataapi base gets the name.
         return f"{self.url}/{api}" if self.url.endswith("/dataapi") else self.url
 
-    def call(self, api: str, params: Mapping[str, Any], fields: Sequence[str]) -> Reply:
+    def call(
+        self,
+        api: str,
+        params: Mapping[str, Any],
+        fields: Sequence[str],
+        slot: Slot | None = None,
+    ) -> Reply:
         body = {
             "api_name": api,
             "token": self._token,
             "params": {k: v for k, v in params.items() if v is not None},
             "fields": fields if isinstance(fields, str) else ",".join(fields),
         }
+        request = self.client.build_request("POST", self._endpoint(api), json=body)
+        if slot is not None:
+            slot.leave()
         try:
-            response = self.client.post(self._endpoint(api), json=body)
+            response = self.client.send(request)
         except httpx.TimeoutException:
             raise TransientError(f"timed out after {self.client.timeout.read}s", api) from None
         except httpx.TransportError as exc:

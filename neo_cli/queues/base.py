@@ -67,6 +67,10 @@ class NeoStorage:
         """Ids of every task waiting in the queue or the schedule."""
         raise NotImplementedError
 
+    def backlog(self) -> int:
+        """Tasks waiting in the queue and the schedule together."""
+        return self.queue_size() + self.schedule_size()
+
     def leased_ids(self) -> set[str]:
         """Ids of tasks a live worker holds (storages with leases); empty otherwise."""
         return set()
