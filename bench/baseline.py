@@ -122,7 +122,11 @@ def main() -> int:
     def count(signal, task, *rest) -> None:  # Huey's own figure: a task put back by the window
         with count_lock:
             bounced[0] += 1
-            bounced_file.write_text(str(bounced[0]))
+            # Whole or not at all: the benchmark reads it after stopping this process,
+            # which may land in the middle of a write.
+            part = bounced_file.with_suffix(".part")
+            part.write_text(str(bounced[0]))
+            os.replace(part, bounced_file)
 
     huey.create_consumer(workers=args.workers, worker_type="thread", max_delay=0.25).run()
     return 0

@@ -122,9 +122,7 @@ def running_baseline(
 
 
 @contextlib.contextmanager
-def running_neo(
-    home: Path, url: str, limits: dict[str, int], start: str = FIRST
-) -> Iterator[Path]:
+def running_neo(home: Path, url: str, limits: dict[str, int], start: str = FIRST) -> Iterator[Path]:
     """neo as shipped, one symbol per call (so it makes the calls the baselines make), with
     the market listed and bars and the three statements from `start` enqueued; yields its
     DuckDB file and stops neo on leaving."""
@@ -132,7 +130,7 @@ def running_neo(
         home,
         url,
         {**limits, "stock_basic": 60, "trade_cal": 60},
-        "[plan]\nmulti_symbol = false\nwhole_market = false\nstatements_vip = \"false\"\n",
+        '[plan]\nmulti_symbol = false\nwhole_market = false\nstatements_vip = "false"\n',
     )
     neo(home, "start", "--fast-workers", "50", "--slow-workers", "4")
     try:
@@ -187,8 +185,7 @@ def run_design(design: str, symbols: int, warmup: float, seconds: float) -> dict
 
 
 def compare(symbols: int = 800, warmup: float = 15.0, seconds: float = 90.0) -> dict:
-    results = {
-        d: run_design(d, symbols, warmup, seconds) for d in ("shared", "split", "neo")}
+    results = {d: run_design(d, symbols, warmup, seconds) for d in ("shared", "split", "neo")}
     base = results["shared"]
     for r in results.values():
         r["calls_vs_shared"] = round(r["calls_per_min"] / max(base["calls_per_min"], 1e-9), 2)

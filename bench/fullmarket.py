@@ -210,8 +210,11 @@ def section(r: dict, plot: str | None) -> list[str]:
         "timed until nothing is in progress; then `neo stop` and `neo verify`.",
         "",
         f"**From `neo start` to a complete database: {r['wall_s'] / 60:.1f} minutes** "
-        + ("(target ≤ 20). " if r["symbols"] >= 5000 else "(the 20-minute target is for 5,000 "
-           "symbols; this run is smaller). ")
+        + (
+            "(target ≤ 20). "
+            if r["symbols"] >= 5000
+            else "(the 20-minute target is for 5,000 symbols; this run is smaller). "
+        )
         + f"`neo verify`: {r['verify_s']} s. DuckDB file: {r['db_mb']:,} MB. "
         f"Dead letters: {r['dead_letters']}.",
         "",
@@ -230,10 +233,7 @@ def section(r: dict, plot: str | None) -> list[str]:
         "",
         "| table | rows | symbols with rows |",
         "|---|---:|---:|",
-        *(
-            f"| {t} | {n:,} | {r['symbols_with_rows'].get(t, '-')} |"
-            for t, n in r["rows"].items()
-        ),
+        *(f"| {t} | {n:,} | {r['symbols_with_rows'].get(t, '-')} |" for t, n in r["rows"].items()),
         "",
         "`neo enqueue` per task type (whole process, seconds): "
         + ", ".join(f"{k} {v}" for k, v in r["enqueue_s"].items())

@@ -61,10 +61,7 @@ def neo_units_per_second(symbols: int, timeout: float = 600) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="neo-bench-overhead-") as tmp:
         home = Path(tmp)
-        unlimited = "".join(
-            f"{api} = 1000000\n"
-            for api in config.SCHEMA["rate_limits"]
-        )
+        unlimited = "".join(f"{api} = 1000000\n" for api in config.SCHEMA["rate_limits"])
         (home / "neo.toml").write_text(
             f'[paths]\ndata_dir = "{home / "data"}"\n[schedule]\nupdate = ""\n'
             f"[provider.simulated]\nsymbols = {symbols}\nlatency_ms = 0\njitter_ms = 0\n"

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -389,9 +390,7 @@ def designs_section(designs: dict, plot: str | None) -> list[str]:
     lines.append("|---|" + "---:|" * len(apis))
     for name, r in designs["results"].items():
         lines.append(
-            f"| {name} | "
-            + " | ".join(str(r["per_api"][a]["calls_per_min"]) for a in apis)
-            + " |"
+            f"| {name} | " + " | ".join(str(r["per_api"][a]["calls_per_min"]) for a in apis) + " |"
         )
     if plot:
         lines += ["", f"![calls/min over time per design]({plot})"]
@@ -590,11 +589,16 @@ def main() -> int:
         kept = COMPLETENESS + old.split(COMPLETENESS, 1)[1] if COMPLETENESS in old else ""
         started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         args.output.write_text(header(started) + ("\n" + kept if kept else ""), "utf-8")
+    failed = []
     for name in names:
         measure, render = table[name]
         begun = datetime.now(UTC)
-        result = measure()
-        lines = render(result)
+        try:
+            lines = render(measure())
+        except Exception as exc:  # noqa: BLE001 - one section's failure must not cost the rest
+            traceback.print_exc()
+            failed.append(name)
+            lines = [f"## {name}", "", f"**Failed in this run**: `{type(exc).__name__}: {exc}`"]
         if args.quick:
             print("\n".join(lines), flush=True)
             continue
@@ -606,6 +610,9 @@ def main() -> int:
         print("\n".join(lines), flush=True)
     if not args.quick:
         print(f"wrote {args.output}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
