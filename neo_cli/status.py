@@ -9,7 +9,7 @@ rates are over the last `metrics.RATE_SECONDS`, `totals` and `version` are new.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -20,12 +20,15 @@ from neo_cli.ledger import LIVE, Ledger
 from neo_cli.limits import make_backend
 from neo_cli.metrics import CALL_OUTCOMES, MetricsStore, Window, outcomes
 from neo_cli.paths import Paths
-from neo_cli.pipeline import Pipeline
+from neo_cli.queues.counts import sqlite_counts
 from neo_cli.runstate import lock_is_held, read_state, running_settings
 from neo_cli.schedule import scheduler
 from neo_cli.schedule.book import SqliteRunBook
 from neo_cli.schedule.update import Schedule
 from neo_cli.tasktypes import INTERFACES, VIP, VIP_OF
+
+if TYPE_CHECKING:
+    from neo_cli.pipeline import Pipeline
 
 SCHEMA_VERSION = 2
 STALE_AFTER = 10.0  # seconds without a heartbeat before a consumer's gauges are ignored
@@ -102,6 +105,17 @@ def process_ids(state: dict[str, Any]) -> list[int]:
     return [p["pid"] for p in procs if p.get("pid")]
 
 
+def queues_for(settings: Settings) -> Pipeline | None:
+    """What `collect` reads the queues through: on Redis, the storages (kept by a caller that
+    collects again, for their connections); on SQLite nothing — it reads the files itself,
+    without Huey (see neo_cli.queues.counts). None, too, before the data directory exists."""
+    if settings.values["queue"]["storage"] == "sqlite" or not settings.data_dir.exists():
+        return None
+    from neo_cli.pipeline import Pipeline
+
+    return Pipeline(settings)
+
+
 def collect(
     settings: Settings, sampler: ProcessSampler | None = None, pipeline: Pipeline | None = None
 ) -> dict[str, Any]:
@@ -113,9 +127,9 @@ def collect(
     if state:  # the first CPU reading now: the queries below take the time CPU % needs
         sampler.watch(process_ids(state))
     # A health check must not create what it checks: no data directory, nothing queued.
-    exists = paths.root.exists()
-    if pipeline is None and exists:
-        pipeline = Pipeline(settings)
+    if pipeline is None:
+        pipeline = queues_for(settings)
+    on_file = pipeline is None and settings.values["queue"]["storage"] == "sqlite"
 
     # Rates of each queue's counters since its consumer started, when that was recent.
     consumers = state.get("consumers", {}) if state else {}
@@ -148,7 +162,9 @@ def collect(
     for name in ("fast", "slow"):
         huey = getattr(pipeline, name, None)
         counts: dict[str, tuple[int, int]] = {}
-        if huey is not None and not queue_error:
+        if on_file:
+            counts = sqlite_counts(paths.queue_file(name), name)
+        elif huey is not None and not queue_error:
             try:
                 counts = huey.storage.counts_by_kind()
                 if name == "fast":

@@ -254,13 +254,12 @@ def status(
     Example: neo status --watch
     """
     # Imported here, not at the top: every `neo` command imports this module to register
-    # `status`, and the queues bring Huey and redis (~80 ms) that other commands need not pay.
-    from neo_cli.pipeline import Pipeline
-    from neo_cli.status import ProcessSampler, collect
+    # `status`, and what it reads brings libraries other commands need not pay for.
+    from neo_cli.status import ProcessSampler, collect, queues_for
 
     settings = settings_for(config_file)
     sampler = ProcessSampler()
-    pipeline = Pipeline(settings) if settings.data_dir.exists() else None
+    pipeline = queues_for(settings)
     data = collect(settings, sampler, pipeline)
     if as_json:
         text = json.dumps(data, indent=2, ensure_ascii=False)
@@ -278,8 +277,8 @@ def status(
         with Live(render(data), console=out, refresh_per_second=4, screen=False) as live:
             while not (until_idle and idle(data)):
                 time.sleep(interval)
-                if pipeline is None and settings.data_dir.exists():
-                    pipeline = Pipeline(settings)
+                if pipeline is None:
+                    pipeline = queues_for(settings)
                 data = collect(settings, sampler, pipeline)
                 live.update(render(data))
     except KeyboardInterrupt:

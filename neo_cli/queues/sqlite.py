@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from huey.storage import SqliteStorage
 
 from neo_cli.queues.base import Describe, Item, NeoStorage
+from neo_cli.queues.counts import counts_by_kind
 
 
 class KindSqliteStorage(NeoStorage, SqliteStorage):
@@ -191,15 +192,7 @@ class KindSqliteStorage(NeoStorage, SqliteStorage):
 
     def counts_by_kind(self) -> dict[str, tuple[int, int]]:
         """{kind: (pending, scheduled)} with one index scan each."""
-        out: dict[str, list[int]] = {}
-        for table, slot in (("task", 0), ("schedule", 1)):
-            for kind, n in self.sql(
-                f"select kind, count(*) from {table} where queue = ? group by kind",
-                (self.name,),
-                results=True,
-            ):
-                out.setdefault(kind, [0, 0])[slot] = n
-        return {k: (v[0], v[1]) for k, v in out.items()}
+        return counts_by_kind(lambda sql, params: self.sql(sql, params, results=True), self.name)
 
     def queued_ids(self) -> set[str]:
         """Ids of every task waiting in the queue or the schedule."""
