@@ -218,9 +218,9 @@ class BatchSaver:
                 if table in self._counted:  # a count(*) a flush, kept by arithmetic instead
                     self._counted[table] += r.rows - r.replaced
                 else:
-                    self._counted[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[
-                        0
-                    ]
+                    [(self._counted[table],)] = conn.execute(
+                        f"SELECT count(*) FROM {table}"
+                    ).fetchall()
             self._table_rows = {api: self._counted[dataset(api).table] for api in taken}
         return results
 

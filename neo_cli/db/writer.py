@@ -122,9 +122,9 @@ def _problem(name: str, kind: str, is_key: bool, ready: bool = False) -> str:
 
 
 def _set_aside(conn: duckdb.DuckDBPyConnection, d: Dataset, result: WriteResult) -> None:
-    """Quarantine the bad rows of `_staged` with their values as the API sent them (read back
-    from `_raw` by sequence number: building that payload for every row cost a sixth of a
-    flush, and nearly every row is good)."""
+    """Quarantine the bad rows of `_staged` with their values as the API sent them, read back
+    from `_raw` by sequence number: only the bad rows need that payload, and nearly every row
+    is good."""
     payload = "json_object(" + ", ".join(f"'{n}', r.\"{n}\"" for n in d.fields) + ")::VARCHAR"
     bad = "FROM _staged s JOIN _raw r USING (_seq) WHERE s._reason <> ''"
     result.quarantined = conn.execute(

@@ -55,7 +55,7 @@ class Slot:
     api: str
     waited: float
     send_by: float
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float]
 
     def leave(self) -> None:
         """Raise SlotMissed when it is past `send_by`: a provider calls it as the last thing

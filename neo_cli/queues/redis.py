@@ -384,15 +384,19 @@ class KindRedisStorage(NeoStorage, RedisStorage):
 
     # -- counts and ids ----------------------------------------------------------------------
 
-    def _cards(self, part: str) -> list[int]:
+    def _cards(self, *parts: str) -> list[int]:
+        """The size of each kind's sorted set in each of `parts` ("q", "s"), in that order:
+        one round trip."""
         pipe = self.conn.pipeline(transaction=False)
-        for kind in self.kinds:
-            pipe.zcard(self._key(f"{part}:{kind}"))
+        for part in parts:
+            for kind in self.kinds:
+                pipe.zcard(self._key(f"{part}:{kind}"))
         return pipe.execute()
 
     @_guarded
     def counts_by_kind(self) -> dict[str, tuple[int, int]]:
-        pending, scheduled = self._cards("q"), self._cards("s")
+        cards = self._cards("q", "s")
+        pending, scheduled = cards[: len(self.kinds)], cards[len(self.kinds) :]
         return {
             kind: (p, s)
             for kind, p, s in zip(self.kinds, pending, scheduled, strict=True)
@@ -401,12 +405,7 @@ class KindRedisStorage(NeoStorage, RedisStorage):
 
     @_guarded
     def backlog(self) -> int:
-        # One round trip for both (the fast consumer's throttle asks every second).
-        pipe = self.conn.pipeline(transaction=False)
-        for part in ("q", "s"):
-            for kind in self.kinds:
-                pipe.zcard(self._key(f"{part}:{kind}"))
-        return sum(pipe.execute())
+        return sum(self._cards("q", "s"))  # one round trip (the throttle asks every second)
 
     @_guarded
     def queue_size(self) -> int:
