@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from neo_cli.db.database import Database  # noqa: E402
-from neo_cli.db.saver import BatchSaver  # noqa: E402
+from neo_cli.db.saver import BatchSaver, buffer_limit  # noqa: E402
 from neo_cli.ledger import Ledger  # noqa: E402
 from neo_cli.metrics import Recorder  # noqa: E402
 from neo_cli.tasktypes import DAILY, DATE, DOUBLE, INCOME, Dataset  # noqa: E402
@@ -42,6 +42,7 @@ DAYS = 1500  # trading days of history per symbol (daily): 1.5M rows to start fr
 QUARTERS = 120  # statements: 30 years, one report a quarter
 PATTERNS = ("fresh", "recent", "scattered")
 BATCHES = (1, 100, 1000, 10_000)
+FLUSH_ROWS = 50_000  # a flush that finds the slow consumer's buffer full (buffer_limit(1000))
 
 
 def code(i: int) -> str:
@@ -139,6 +140,7 @@ def saver_rows_per_s(
 ) -> tuple[int, float]:
     """(rows written, seconds) through BatchSaver and its flusher thread."""
     frame = min(batch_size, 1000)
+    limit = buffer_limit(batch_size)
     saver = BatchSaver(
         database,
         ledger,
@@ -154,9 +156,9 @@ def saver_rows_per_s(
         chunk = rows[i : i + frame]
         saver.add(d.api, d.fields, chunk, f"bench-{i}")
         written += len(chunk)
-        # A bounded backlog of rows not yet taken by a flush (the rows being flushed do not
-        # count: save tasks keep arriving while the flusher writes).
-        while saver.buffered_rows - saver.flushing_rows >= 4 * max(batch_size, frame):
+        # The slow consumer's own back-pressure: it stops taking save tasks while the rows
+        # buffered and being flushed reach buffer_limit (pipeline.attach_slow's gate).
+        while saver.buffered_rows >= limit:
             time.sleep(0.001)
         if time.perf_counter() > deadline:
             break
@@ -219,6 +221,64 @@ def bulk_1000_rows_per_s(
     return len(rows) / seconds, {k: round(v / batches * 1000, 1) for k, v in spent.items()}
 
 
+class _Timed:
+    """A connection that adds up the seconds each kind of statement takes."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, spent: dict[str, float]):
+        self._conn, self.spent = conn, spent
+
+    def execute(self, sql: str, *args):
+        started = time.perf_counter()
+        try:
+            return self._conn.execute(sql, *args)
+        finally:
+            words = sql.split()
+            kind = "staging" if words[:2] == ["CREATE", "OR"] else words[0].lower()
+            kind = {"begin": "commit", "select": "reads"}.get(kind, kind)
+            self.spent[kind] = self.spent.get(kind, 0.0) + time.perf_counter() - started
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)
+
+
+def flush_profile(path: Path, d: Dataset, rows: list[list], per: int) -> dict[str, float]:
+    """Milliseconds one flush of `per` rows spends in each step of the saver's own `write()`:
+    building the frame (Python), typing and checking it into `_staged`, DELETE, INSERT, the
+    reads after (watermarks, counts) and BEGIN + COMMIT; the mean over the flushes `rows`
+    fills, with the file kept open between them as the flusher keeps it."""
+    import neo_cli.db.writer as writer
+
+    spent: dict[str, float] = {}
+    staging = writer._staging_frame
+    flushes = 0
+
+    def timed_frame(*args):
+        started = time.perf_counter()
+        try:
+            return staging(*args)
+        finally:
+            spent["frame"] = spent.get("frame", 0.0) + time.perf_counter() - started
+
+    writer._staging_frame = timed_frame
+    conn = duckdb.connect(str(path))
+    try:
+        for i in range(0, len(rows) - per + 1, per):
+            chunk = rows[i : i + per]
+            parts = [
+                writer.Part(tuple(d.fields), chunk[j : j + 1000], f"p{i + j}")
+                for j in range(0, len(chunk), 1000)
+            ]
+            timed = _Timed(conn, spent)
+            timed.execute("BEGIN TRANSACTION")
+            writer.write(timed, d, parts)
+            timed.execute("COMMIT")
+            flushes += 1
+    finally:
+        writer._staging_frame = staging
+        conn.close()
+    return {k: round(v / flushes * 1000, 1) for k, v in spent.items()}
+
+
 def row_by_row_rows_per_s(path: Path, d: Dataset, rows: list[list], budget_s: float) -> float:
     """One INSERT OR REPLACE per row (the floor), bounded in time."""
     frame = typed_frame(d, pd.DataFrame(rows, columns=list(d.fields)))
@@ -278,6 +338,9 @@ def measure(
                 copy(base, case)
                 per_s, row["bulk_1000_ms"] = bulk_1000_rows_per_s(case, d, rows, pattern != "fresh")
                 row["bulk_1000"] = round(per_s)
+                copy(base, case)
+                row["flush_rows"] = min(FLUSH_ROWS, len(rows))
+                row["flush_ms"] = flush_profile(case, d, rows, row["flush_rows"])
                 copy(base, case)
                 row["row_by_row"] = round(
                     row_by_row_rows_per_s(case, d, rows[:2000], 3 if quick else 5)
@@ -339,6 +402,27 @@ def profile_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+FLUSH_STEPS = ("frame", "staging", "delete", "insert", "reads", "commit")
+
+
+def flush_table(results: list[dict]) -> str:
+    """Milliseconds one full-buffer flush spends in each step of the saver's `write()`."""
+    lines = [
+        "| table | pattern | frame (Python) | typing and checks | DELETE | INSERT | reads after "
+        "| BEGIN + COMMIT | total | rows/s |",
+        "|---|---|" + "---:|" * 8,
+    ]
+    for r in results:
+        ms = r["flush_ms"]
+        total = sum(ms.values())
+        cells = " | ".join(f"{ms.get(k, 0.0)}" for k in FLUSH_STEPS)
+        lines.append(
+            f"| {r['dataset']} | {r['pattern']} | {cells} | {total:.1f} | "
+            f"{r['flush_rows'] / total * 1000:,.0f} |"
+        )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -349,3 +433,4 @@ if __name__ == "__main__":
     batches = tuple(int(b) for b in args.batches.split(","))
     results = measure(args.quick, batches, chosen)
     print(table(results, batches))
+    print(flush_table(results))

@@ -28,7 +28,7 @@ from huey import signals as S
 from neo_cli import __version__, config, logs
 from neo_cli.backoff import Backoff
 from neo_cli.db.database import Database
-from neo_cli.db.saver import BatchSaver
+from neo_cli.db.saver import BatchSaver, buffer_limit
 from neo_cli.db.writer import catalog
 from neo_cli.download import build_downloader
 from neo_cli.errors import EXIT_DATABASE, EXIT_INPUT, DatabaseUnavailable, NeoError
@@ -150,7 +150,7 @@ def run_slow(settings: config.Settings, pipeline: Pipeline, recorder: Recorder) 
     ).start()
     pipeline.attach_slow(
         SlowRuntime(saver, recorder, ledger),
-        max_buffered_rows=max(5 * v["slow"]["batch_size"], 50_000),
+        max_buffered_rows=buffer_limit(v["slow"]["batch_size"]),
     )
     recorder.probes["buffered_rows"] = lambda: saver.buffered_rows
     lost = None

@@ -29,6 +29,13 @@ from neo_cli.tasktypes import dataset, table_of
 log = logging.getLogger("neo.saver")
 
 
+def buffer_limit(batch_size: int) -> int:
+    """Rows the slow consumer holds (buffered and being flushed) before it stops taking save
+    tasks: five batches, and at least 50,000 rows, so a flush that finds a backlog writes it
+    in one transaction (a commit to a keyed table costs as much as 1,000 rows do)."""
+    return max(5 * batch_size, 50_000)
+
+
 @dataclass
 class _Group:
     parts: list[Part] = field(default_factory=list)
