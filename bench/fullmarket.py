@@ -56,6 +56,7 @@ class Sampler:
         self.t0 = time.monotonic()
         self.memory: dict[str, list[tuple[float, float]]] = {}
         self.status_seconds: list[tuple[float, float, int]] = []  # (t, seconds, backlog)
+        self.throttled: dict[str, int] = {}  # "queue: reason" -> samples that showed it
         self.next = self.t0
 
     def due(self) -> bool:
@@ -68,6 +69,10 @@ class Sampler:
         at = time.monotonic() - self.t0
         backlog = sum(q["pending"] + q["scheduled"] for q in data["queues"].values())
         self.status_seconds.append((at, took, backlog))
+        for name, q in data["queues"].items():  # why a consumer held back, and how often
+            if q.get("throttled"):
+                why = q["throttled"].split(":")[0].rstrip("0123456789 ")
+                self.throttled[f"{name}: {why}"] = self.throttled.get(f"{name}: {why}", 0) + 1
         pids = {name: p.get("pid") for name, p in data["processes"].items()}
         pids["server"] = self.server_pid
         for name, pid in pids.items():
@@ -191,6 +196,14 @@ def measure(symbols: int = 5000, timeout: float = 1500.0) -> dict:
                 "max_in_window": s["max_in_window"],
             }
         out["calls"] = calls
+        began = sampler.t0  # both clocks are the machine's monotonic one
+        out["arrivals"] = {
+            api: [round(t - began, 2) for t in times]
+            for api, times in (stats or {}).get("arrivals", {}).items()
+            if times
+        }
+        out["throttled"] = sampler.throttled
+        out["samples"] = len(sampler.status_seconds)
         out["memory"] = {k: flat(v) for k, v in sampler.memory.items()}
         out["memory_series"] = sampler.memory
         status = sorted(s for _, s, _ in sampler.status_seconds)
@@ -267,7 +280,37 @@ def section(r: dict, plot: str | None) -> list[str]:
     ]
     if plot:
         lines += ["", f"![memory over the full-market run]({plot})"]
+    if r.get("calls_plot"):
+        lines += [
+            "",
+            "Calls per minute as the server counted them, per interface, over the whole run "
+            "(60 s bins):",
+            "",
+            f"![calls per interface over the full-market run]({r['calls_plot']})",
+        ]
+    if "throttled" in r:
+        seen = ", ".join(f"{k} in {n}" for k, n in sorted(r["throttled"].items())) or "never"
+        lines += [
+            "",
+            f"Consumers holding back (a `neo status` sample showing a reason; {r['samples']} "
+            f"samples): {seen}.",
+        ]
     return lines + [""]
+
+
+def calls_plot(result: dict) -> str | None:
+    """The calls-per-interface PNG for `result`, its path relative to the repository."""
+    try:
+        import plots
+
+        path = plots.calls_per_interface(
+            result["arrivals"],
+            f"Full market, {result['symbols']:,} symbols: calls per interface (server)",
+        )
+        return str(path.relative_to(ROOT))
+    except (ImportError, KeyError) as exc:  # matplotlib: `make bench` installs it
+        print(f"no plot: {exc}")
+        return None
 
 
 def memory_plot(result: dict) -> str | None:
@@ -290,6 +333,7 @@ def write(result: dict, output: Path) -> list[str]:
     from run import machine, merge
 
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    result["calls_plot"] = calls_plot(result)
     lines = section(result, memory_plot(result))
     lines[2:2] = [f"Measured {when} on {machine()}, by `bench/fullmarket.py`.", ""]
     merge(output, "fullmarket", lines)

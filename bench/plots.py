@@ -59,3 +59,34 @@ def memory_over_time(series: dict, title: str, name: str = "fullmarket-memory.pn
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def calls_per_interface(
+    arrivals: dict[str, list[float]], title: str, name: str = "fullmarket-calls.png"
+) -> Path:
+    """Calls per minute the server counted for each interface, in 60 s bins, over a run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    PLOTS.mkdir(exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
+    for api, times in sorted(arrivals.items()):
+        if len(times) < 10:  # stock_basic, trade_cal: a handful of calls
+            continue
+        bins = [0] * (int(max(times) // 60) + 1)
+        for t in times:
+            if t >= 0:
+                bins[int(t // 60)] += 1
+        ax.step([60 * i for i in range(len(bins))], bins, where="post", label=api)
+    ax.set_xlabel("seconds since `neo start`")
+    ax.set_ylabel("calls in each minute (server)")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    path = PLOTS / name
+    fig.savefig(path)
+    plt.close(fig)
+    return path
