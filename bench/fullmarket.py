@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -57,6 +58,7 @@ class Sampler:
         self.memory: dict[str, list[tuple[float, float]]] = {}
         self.status_seconds: list[tuple[float, float, int]] = []  # (t, seconds, backlog)
         self.throttled: dict[str, int] = {}  # "queue: reason" -> samples that showed it
+        self.cpu: dict[str, list[tuple[float, float]]] = {}  # CPU seconds used so far
         self.next = self.t0
 
     def due(self) -> bool:
@@ -71,7 +73,7 @@ class Sampler:
         self.status_seconds.append((at, took, backlog))
         for name, q in data["queues"].items():  # why a consumer held back, and how often
             if q.get("throttled"):
-                why = q["throttled"].split(":")[0].rstrip("0123456789 ")
+                why = re.sub(r"\d[\d,.]*", "N", q["throttled"].split(":")[0])
                 self.throttled[f"{name}: {why}"] = self.throttled.get(f"{name}: {why}", 0) + 1
         pids = {name: p.get("pid") for name, p in data["processes"].items()}
         pids["server"] = self.server_pid
@@ -79,10 +81,13 @@ class Sampler:
             if not pid:
                 continue
             try:
-                rss = psutil.Process(pid).memory_info().rss / 2**20
+                process = psutil.Process(pid)
+                rss = process.memory_info().rss / 2**20
+                cpu = process.cpu_times()
             except psutil.Error:
                 continue
             self.memory.setdefault(name, []).append((round(at, 1), round(rss, 1)))
+            self.cpu.setdefault(name, []).append((round(at, 1), cpu.user + cpu.system))
         self.next = time.monotonic() + self.every
         return data
 
@@ -203,6 +208,7 @@ def measure(symbols: int = 5000, timeout: float = 1500.0) -> dict:
             if times
         }
         out["throttled"] = sampler.throttled
+        out["cpu_series"] = sampler.cpu
         out["samples"] = len(sampler.status_seconds)
         out["memory"] = {k: flat(v) for k, v in sampler.memory.items()}
         out["memory_series"] = sampler.memory
@@ -287,6 +293,12 @@ def section(r: dict, plot: str | None) -> list[str]:
             "(60 s bins):",
             "",
             f"![calls per interface over the full-market run]({r['calls_plot']})",
+            "",
+            "Cores each process kept busy (psutil, between 5 s samples; the machine has "
+            f"{os.cpu_count()}):",
+            "",
+            f"![CPU per process over the full-market run]"
+            f"({r['calls_plot'].replace('fullmarket-calls', 'fullmarket-cpu')})",
         ]
     if "throttled" in r:
         seen = ", ".join(f"{k} in {n}" for k, n in sorted(r["throttled"].items())) or "never"
@@ -299,13 +311,17 @@ def section(r: dict, plot: str | None) -> list[str]:
 
 
 def calls_plot(result: dict) -> str | None:
-    """The calls-per-interface PNG for `result`, its path relative to the repository."""
+    """The calls-per-interface and CPU PNGs for `result`: the first's path, relative to the
+    repository (the second sits beside it, and the section links both)."""
     try:
         import plots
 
         path = plots.calls_per_interface(
             result["arrivals"],
             f"Full market, {result['symbols']:,} symbols: calls per interface (server)",
+        )
+        plots.cpu_over_time(
+            result["cpu_series"], f"Full market, {result['symbols']:,} symbols: CPU per process"
         )
         return str(path.relative_to(ROOT))
     except (ImportError, KeyError) as exc:  # matplotlib: `make bench` installs it

@@ -90,3 +90,33 @@ def calls_per_interface(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def cpu_over_time(series: dict, title: str, name: str = "fullmarket-cpu.png") -> Path:
+    """Cores each process kept busy between samples, from its CPU seconds (psutil) over a run;
+    `series`: process -> [(seconds since start, CPU seconds used so far)]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    PLOTS.mkdir(exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
+    for process, points in series.items():
+        pairs = list(zip(points, points[1:], strict=False))
+        if pairs:
+            ax.plot(
+                [b[0] for a, b in pairs],
+                [(b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else 0 for a, b in pairs],
+                label=process,
+            )
+    ax.set_xlabel("seconds since `neo start`")
+    ax.set_ylabel("cores busy")
+    ax.set_ylim(bottom=0)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    path = PLOTS / name
+    fig.savefig(path)
+    plt.close(fig)
+    return path
