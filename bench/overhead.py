@@ -9,7 +9,7 @@
 Both are timed over the steady middle of the drain (from 10% to 90% of the work done), so the
 start-up of processes counts for neither. Target: neo ≥ 50% of bare Huey.
 
-    .venv/bin/python bench/overhead.py [--symbols 20000] [--tasks 20000]
+    .venv/bin/python bench/overhead.py [--symbols 12000] [--tasks 20000]
 """
 
 from __future__ import annotations
@@ -79,16 +79,84 @@ def neo_units_per_second(symbols: int, timeout: float = 600) -> dict:
         settings = config.load(home / "neo.toml", environ={})
         t0 = time.monotonic()
         neo(home, "start")
+        profiler = None
         try:
+            pid = json.loads(neo(home, "status", "--json").stdout)["processes"]["fast"]["pid"]
+            profiler = Profile(pid, home / "fast.prof", PROFILE_SECONDS)
             # collect() takes ~0.1 s of CPU: once a second keeps it off neo's figure.
             samples = drain(lambda: collect(settings)["units_in_progress"], 1.0, timeout, "neo")
         finally:
             neo(home, "stop")
+        profile = profiler.result() if profiler else {"skipped": "not started"}
     return {
         "units": units,
         "units_per_s": round(steady_rate(samples, units), 1),
         "wall_s": round(samples[-1][0] - t0, 1),
+        "profile": profile,
     }
+
+
+PROFILE_SECONDS = 15
+# Where the fast consumer's time goes, by the deepest frame of each sample that names a step
+# (first match from the leaf up), else the deepest of neo's own frames.
+STEPS = (
+    ("the simulated API making its reply (Market)", ("providers/market.py",)),
+    ("limiter: ready() for the gate", ("Limiter.ready", "View.get")),
+    ("limiter: take() a slot", ("Limiter.take",)),
+    ("ledger (SQLite)", ("Ledger.",)),
+    ("hand-over to the save queue (GroupCommit)", ("GroupCommit.",)),
+    ("task (de)serialising", ("serialize_task", "Serializer.")),
+    ("metrics", ("Recorder.",)),
+    ("the gated dequeue (SQLite)", ("Huey.dequeue",)),
+)
+
+
+class Profile:
+    """py-spy (`make bench` installs it) sampling one process's GIL-holding threads for
+    `seconds` from now, in the background; `result()` gives the share of samples per step."""
+
+    def __init__(self, pid: int, out: Path, seconds: int):
+        self.out, self.proc = out, None
+        spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            self.error = "py-spy is not installed"
+            return
+        self.proc = subprocess.Popen(
+            [str(spy), "record", "-p", str(pid), "-d", str(seconds), "-r", "50", "--gil",
+             "-f", "raw", "-o", str(out), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    def result(self) -> dict:
+        if self.proc is None:
+            return {"skipped": self.error}
+        _, err = self.proc.communicate(timeout=60)
+        if self.proc.returncode or not self.out.exists():
+            return {"skipped": f"py-spy failed: {err.decode(errors='replace').strip()[-200:]}"}
+        shares: dict[str, int] = {}
+        total = 0
+        for line in self.out.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            frames = stack.split(";")
+            step = next(
+                (
+                    name
+                    for frame in reversed(frames)
+                    for name, marks in STEPS
+                    if any(m in frame for m in marks)
+                ),
+                "neo's other code" if any("neo_cli/" in f for f in frames) else "Huey, Python",
+            )
+            shares[step] = shares.get(step, 0) + int(count)
+            total += int(count)
+        if not total:
+            return {"skipped": "py-spy took no samples"}
+        ranked = sorted(shares.items(), key=lambda kv: -kv[1])
+        return {
+            "samples": total,
+            "seconds": PROFILE_SECONDS,
+            "shares": {k: round(v / total, 3) for k, v in ranked},
+        }
 
 
 CONSUMER = """
@@ -135,7 +203,7 @@ def bare_tasks_per_second(tasks: int, workers: int = WORKERS, timeout: float = 6
     }
 
 
-def measure(symbols: int = 20000, tasks: int = 20000) -> dict:
+def measure(symbols: int = 12000, tasks: int = 20000) -> dict:
     bare = bare_tasks_per_second(tasks)
     mine = neo_units_per_second(symbols)
     return {
@@ -148,7 +216,7 @@ def measure(symbols: int = 20000, tasks: int = 20000) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--symbols", type=int, default=20000)
+    parser.add_argument("--symbols", type=int, default=12000)
     parser.add_argument("--tasks", type=int, default=20000)
     args = parser.parse_args()
     os.environ.pop("TUSHARE_TOKEN", None)

@@ -106,11 +106,14 @@ def tushare_config(home: Path, url: str, limits: dict[str, int], extra: str = ""
     )
 
 
-def redis_scale_benchmark(seconds: float, limit: int = 300, most: int = 3) -> list[dict]:
-    """Queues and limiter on one real Redis: one writer (`--role slow`) and 1, 2, then 3
-    download machines (`--role fast`, each its own data directory and consumer), income
-    statements at `limit`/min for all of them. The server counts calls; Redis counts the
-    commands it served (INFO commandstats), per call."""
+def redis_scale_benchmark(
+    seconds: float, limit: int = 300, most: int = 3, warmup: float = 15.0
+) -> list[dict]:
+    """Queues and limiter on one real Redis: one writer (`--role slow`) and one download
+    machine (`--role fast`, its own data directory and consumer), then a second and a third
+    joining the same cluster, income statements at `limit`/min for all of them. After each
+    machine joins, a warm-up and a stretch of `seconds`: the server counts the calls, and
+    Redis the commands it served in the stretch (INFO commandstats), per call."""
     sys.path.insert(0, str(ROOT / "tests"))
     from redis_server import RedisServer, redis_binary
 
@@ -119,61 +122,69 @@ def redis_scale_benchmark(seconds: float, limit: int = 300, most: int = 3) -> li
         return [{"skipped": "redis-server is not installed"}]
     token = "bench-redis-token"
     limits = {"income": limit, "stock_basic": 60, "trade_cal": 60}
-    out = []
-    for k in range(1, most + 1):
-        with tempfile.TemporaryDirectory(prefix="neo-bench-redis-") as tmp:
-            root = Path(tmp)
-            redis = RedisServer(root, binary, persistent=True)
-            server = serve(root, 2000, limits, token)
-            os.environ["TUSHARE_TOKEN"] = token
-            homes = []
-            try:
-                for i in range(k + 1):
-                    home = root / f"machine{i}"
-                    home.mkdir()
-                    role = "slow" if i == 0 else "fast"
-                    tushare_config(
-                        home,
-                        server.url,
-                        limits,
-                        '[limiter]\nbackend = "redis"\n[queue]\nstorage = "redis"\n'
-                        f'redis_url = "{redis.url}"\ncluster = "bench"\n'
-                        f'[supervisor]\nrole = "{role}"\n[plan]\nstatements_vip = "false"\n',
-                    )
-                    homes.append(home)
-                    neo(home, "start")
-                writer = homes[0]
-                neo(writer, "enqueue", "-t", "stock_basic")
-                wait_idle(writer, 60)
-                neo(writer, "enqueue", "-t", "income")
-                client = redis.client()
-                client.config_resetstat()
-                reset = time.monotonic()
-                t0 = reset + 15.0
+    stretches = []
+    with tempfile.TemporaryDirectory(prefix="neo-bench-redis-") as tmp:
+        root = Path(tmp)
+        redis = RedisServer(root, binary, persistent=True)
+        server = serve(root, 2000, limits, token)
+        os.environ["TUSHARE_TOKEN"] = token
+        homes: list[Path] = []
+
+        def join(role: str) -> None:
+            home = root / f"machine{len(homes)}"
+            home.mkdir()
+            tushare_config(
+                home,
+                server.url,
+                limits,
+                '[limiter]\nbackend = "redis"\n[queue]\nstorage = "redis"\n'
+                f'redis_url = "{redis.url}"\ncluster = "bench"\n'
+                f'[supervisor]\nrole = "{role}"\n[plan]\nstatements_vip = "false"\n',
+            )
+            homes.append(home)
+            neo(home, "start")
+
+        try:
+            join("slow")
+            join("fast")
+            neo(homes[0], "enqueue", "-t", "stock_basic")
+            wait_idle(homes[0], 60)
+            neo(homes[0], "enqueue", "-t", "income")  # 2,000 calls: more than the stretches
+            client = redis.client()
+            begun = time.monotonic()
+            for k in range(1, most + 1):
+                if k > 1:
+                    join("fast")
+                t0 = time.monotonic() + warmup
+                time.sleep(max(0.0, t0 - time.monotonic()))
+                before = client.info("commandstats")
                 t1 = t0 + seconds
                 time.sleep(max(0.0, t1 - time.monotonic()))
-                commands = client.info("commandstats")
-                for home in reversed(homes):
-                    neo(home, "stop", "--timeout", "30")
-            finally:
-                stats = server.stop()
-                redis.stop()
-                os.environ.pop("TUSHARE_TOKEN", None)
-            arrivals = stats["arrivals"]["income"]
-            figures = window_figures(arrivals, t0, t1, limit)
-            calls = sum(1 for t in arrivals if reset <= t < t1)
-            everything = sum(v["calls"] for v in commands.values())
-            scripts = sum(
-                v["calls"] for c, v in commands.items() if c in ("cmdstat_evalsha", "cmdstat_eval")
-            )
-            figures.update(
-                download_machines=k,
-                rejected=stats["apis"]["income"]["rejected"],
-                redis_commands_per_call=round(everything / calls, 1) if calls else None,
-                redis_scripts_per_call=round(scripts / calls, 1) if calls else None,
-            )
-            out.append(figures)
-            print(json.dumps(figures), flush=True)
+                stretches.append((k, begun, t0, t1, before, client.info("commandstats")))
+                begun = t1
+            for home in reversed(homes):
+                neo(home, "stop", "--timeout", "30")
+        finally:
+            stats = server.stop()
+            redis.stop()
+            os.environ.pop("TUSHARE_TOKEN", None)
+    arrivals = stats["arrivals"]["income"]
+    refusals = stats["refusals"]["income"]
+    out = []
+    for k, begun, t0, t1, before, after in stretches:
+        # The worst window of the run so far, and the refusals since the last stretch ended.
+        figures = window_figures([t for t in arrivals if t < t1], t0, t1, limit)
+        calls = sum(1 for t in arrivals if t0 <= t < t1)
+        served = {c: v["calls"] - before.get(c, {}).get("calls", 0) for c, v in after.items()}
+        scripts = sum(n for c, n in served.items() if c in ("cmdstat_evalsha", "cmdstat_eval"))
+        figures.update(
+            download_machines=k,
+            rejected=sum(1 for t in refusals if begun <= t < t1),
+            redis_commands_per_call=round(sum(served.values()) / calls, 1) if calls else None,
+            redis_scripts_per_call=round(scripts / calls, 1) if calls else None,
+        )
+        out.append(figures)
+        print(json.dumps(figures), flush=True)
     return out
 
 
@@ -457,6 +468,23 @@ def overhead_section(r: dict) -> list[str]:
         "",
         f"neo ÷ bare Huey: **{r['ratio']:.0%}** (target ≥ 50%).",
         "",
+        *overhead_profile(r["neo"].get("profile", {})),
+    ]
+
+
+def overhead_profile(p: dict) -> list[str]:
+    if "shares" not in p:
+        return [f"No profile: {p.get('skipped', 'not taken')}.", ""]
+    return [
+        f"Where the fast consumer's time goes during the drain: py-spy, {p['seconds']} s at "
+        f"50 Hz of the threads holding the GIL ({p['samples']:,} samples; it samples without "
+        "pausing the process, alongside the timed drain), each sample put to the deepest "
+        "step it was in:",
+        "",
+        "| step | share |",
+        "|---|---:|",
+        *(f"| {step} | {share:.1%} |" for step, share in p["shares"].items()),
+        "",
     ]
 
 
@@ -466,11 +494,13 @@ def redis_section(shared: list[dict]) -> list[str]:
         return lines + [f"Skipped: {shared[0]['skipped']}.", ""]
     return lines + [
         "Queues and limiter on one real Redis (`[queue] storage` and `[limiter] backend` = "
-        '"redis"): one `--role slow` writer and 1, 2, then 3 `--role fast` download '
-        "machines (each its own data directory and consumer, 50 workers), income "
-        f"statements at {shared[0]['limit']}/min for all of them, a fresh Redis and server "
-        "each time. Redis's own counters (INFO commandstats) from the start of the work to "
-        "the end of the stretch, per call the server counted.",
+        '"redis"): one `--role slow` writer and one `--role fast` download machine (each '
+        "its own data directory and consumer, 50 workers), then a second and a third joining "
+        f"the same cluster while it works; income statements at {shared[0]['limit']}/min for "
+        "all of them. After each machine joins, a 15 s warm-up, then a stretch of 40 s: calls "
+        "as the server counted them, the worst 60 s window of the run so far, the rate-limit "
+        "replies since the stretch before, and Redis's own counters (INFO commandstats, "
+        "commands run inside scripts included) over the stretch, per call.",
         "",
         "| download machines | calls/min (server) | share of limit | worst 60 s window | "
         "rate-limit replies | Redis commands per call | of which scripts |",

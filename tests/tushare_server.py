@@ -116,6 +116,7 @@ class _ApiStats:
     rows: int = 0
     max_in_window: int = 0  # most accepted calls in any sliding 60 s window
     arrivals: list[float] = field(default_factory=list)  # clock times of accepted calls
+    refusals: list[float] = field(default_factory=list)  # clock times of calls refused for a limit
 
 
 class _Refused(Exception):
@@ -269,6 +270,11 @@ class TushareServer:
         with self._lock:
             return list(self._stats[api].arrivals) if api in self._stats else []
 
+    def refusals(self, api: str) -> list[float]:
+        """Clock times of the calls of `api` refused for a limit, in arrival order."""
+        with self._lock:
+            return list(self._stats[api].refusals) if api in self._stats else []
+
     # -- answering
 
     def answer(self, path: str, body: bytes) -> _Answer:
@@ -354,6 +360,7 @@ class TushareServer:
                 if limit is not None and len(window) >= limit:
                     stats.rejected += 1
                     stats.rejected_by[scope] += 1
+                    stats.refusals.append(now)
                     raise _Refused(REFUSED, LIMIT_MESSAGES[scope].format(limit=limit), "")
                 windows[scope] = window
             for window in windows.values():
@@ -703,8 +710,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.stats_file:
             stats = server.stats()
             # Arrival times (this process's monotonic clock, which is the machine's) of the
-            # accepted calls, so a test can measure windows and rates from the server's side.
+            # accepted calls and of the refused ones, so a test can measure windows, rates and
+            # refusals over any stretch from the server's side.
             stats["arrivals"] = {api: server.arrivals(api) for api in APIS}
+            stats["refusals"] = {api: server.refusals(api) for api in APIS}
             _write_atomic(args.stats_file, json.dumps(stats, ensure_ascii=False, indent=1))
     return 0
 
