@@ -55,7 +55,9 @@ def drain(left: Callable[[], int], every: float, timeout: float, what: str) -> l
     raise RuntimeError(f"{what} not drained after {timeout:.0f}s")
 
 
-def neo_units_per_second(symbols: int, timeout: float = 600) -> dict:
+def neo_units_per_second(symbols: int, timeout: float = 600, profile: bool = False) -> dict:
+    """Units/s through neo; with `profile`, py-spy samples the fast consumer meanwhile (and
+    slows it: the rate of a profiled drain is not the figure)."""
     from neo_cli import config
     from neo_cli.status import collect
 
@@ -81,22 +83,24 @@ def neo_units_per_second(symbols: int, timeout: float = 600) -> dict:
         neo(home, "start")
         profiler = None
         try:
-            pid = json.loads(neo(home, "status", "--json").stdout)["processes"]["fast"]["pid"]
-            profiler = Profile(pid, home / "fast.prof", PROFILE_SECONDS)
+            if profile:
+                status = json.loads(neo(home, "status", "--json").stdout)
+                profiler = Profile(status["processes"]["fast"]["pid"], home / "fast.prof")
             # collect() takes ~0.1 s of CPU: once a second keeps it off neo's figure.
             samples = drain(lambda: collect(settings)["units_in_progress"], 1.0, timeout, "neo")
         finally:
             neo(home, "stop")
-        profile = profiler.result() if profiler else {"skipped": "not started"}
+        if profiler is not None:
+            return profiler.result()
     return {
         "units": units,
         "units_per_s": round(steady_rate(samples, units), 1),
         "wall_s": round(samples[-1][0] - t0, 1),
-        "profile": profile,
     }
 
 
 PROFILE_SECONDS = 15
+PROFILE_SYMBOLS = 6000  # a second, profiled drain: about 20 s of work
 # Where the fast consumer's time goes, by the deepest frame of each sample that names a step
 # (first match from the leaf up), else the deepest of neo's own frames.
 STEPS = (
@@ -115,7 +119,7 @@ class Profile:
     """py-spy (`make bench` installs it) sampling one process's GIL-holding threads for
     `seconds` from now, in the background; `result()` gives the share of samples per step."""
 
-    def __init__(self, pid: int, out: Path, seconds: int):
+    def __init__(self, pid: int, out: Path, seconds: int = PROFILE_SECONDS):
         self.out, self.proc = out, None
         spy = Path(sys.executable).with_name("py-spy")
         if not spy.exists():
@@ -206,6 +210,7 @@ def bare_tasks_per_second(tasks: int, workers: int = WORKERS, timeout: float = 6
 def measure(symbols: int = 12000, tasks: int = 20000) -> dict:
     bare = bare_tasks_per_second(tasks)
     mine = neo_units_per_second(symbols)
+    mine["profile"] = neo_units_per_second(PROFILE_SYMBOLS, profile=True)
     return {
         "bare": bare,
         "neo": mine,

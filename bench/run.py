@@ -477,9 +477,9 @@ def overhead_profile(p: dict) -> list[str]:
         return [f"No profile: {p.get('skipped', 'not taken')}.", ""]
     return [
         f"Where the fast consumer's time goes during the drain: py-spy, {p['seconds']} s at "
-        f"50 Hz of the threads holding the GIL ({p['samples']:,} samples; it samples without "
-        "pausing the process, alongside the timed drain), each sample put to the deepest "
-        "step it was in:",
+        f"50 Hz of the threads holding the GIL ({p['samples']:,} samples), in a second drain "
+        "of its own (the profiler slows what it watches, so the timed drain runs without it); "
+        "each sample put to the deepest step it was in:",
         "",
         "| step | share |",
         "|---|---:|",
