@@ -196,6 +196,32 @@ def test_fields_missing_from_a_reply_are_null_and_extra_fields_are_ignored(db: D
     ]
 
 
+def test_the_whole_batch_path_builds_the_frame_field_by_field_would() -> None:
+    """Parts that sent exactly the dataset's fields are sliced from one array; any other part
+    makes the frame field by field. Both give the same frame for the same awkward values."""
+    import numpy as np
+    import pandas as pd
+
+    from neo_cli.db.writer import _matrix, _staging_frame
+
+    rows = [
+        bar(A, "20240102", 10.5, vol=None),
+        bar(A, 20240103, "11", amount=math.nan, pct_chg=np.float32(1.5)),
+        bar(A, "2024010x", "abc", vol=True),  # a bad date, a word for a number
+        bar(B, None, 3),
+    ]
+    whole = [bars("u1", *rows[:2]), bars("u2", *rows[2:])]
+    order = tuple(reversed(DAILY.fields))
+    by_field = [Part(order, [r[::-1] for r in p.items], p.unit_id) for p in whole]
+    assert _matrix(DAILY, whole) is not None and _matrix(DAILY, by_field) is None
+    (fast, fast_typed), (slow, slow_typed) = (
+        _staging_frame(DAILY, whole),
+        _staging_frame(DAILY, by_field),
+    )
+    assert fast_typed == slow_typed and "close" not in fast_typed and "vol" in fast_typed
+    pd.testing.assert_frame_equal(fast, slow)
+
+
 def test_an_empty_batch_writes_nothing(db: Database) -> None:
     assert save(db, DAILY) == WriteResult()
     assert save(db, DAILY, bars("u")) == WriteResult()

@@ -12,11 +12,13 @@ scattered through history, while delete+insert stays fast either way.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from neo_cli.db.schema import QUARANTINE
@@ -67,6 +69,41 @@ def _column(parts: list[Part], name: str) -> list[Any]:
     return values
 
 
+def _matrix(d: Dataset, parts: list[Part]) -> np.ndarray | None:
+    """Every part's rows as one 2-D array of objects, a column per field of `d`, when every
+    part sent exactly `d.fields` and no row is short: numpy slices it into columns in C.
+    None otherwise, and the columns are gathered field by field (`_column`)."""
+    fields = tuple(d.fields)
+    if not parts or any(p.fields != fields for p in parts):
+        return None
+    items = [row for p in parts for row in p.items]
+    if not items or any(len(row) != len(fields) for row in items):
+        return None
+    try:
+        matrix = np.array(items, dtype=object)
+    except ValueError:  # values that are themselves sequences of different lengths
+        return None
+    return matrix if matrix.shape == (len(items), len(fields)) else None
+
+
+def _floats(values: Sequence[Any]) -> pd.arrays.FloatingArray | None:
+    """A nullable float column (NaN and None become NULL), or None when a value is not a
+    number. numpy converts the list in C; pandas' own `pd.array(values, "Float64")` accepts
+    the same values, but looks at each in Python, five times slower."""
+    try:
+        data = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if data.ndim != 1:  # a value that was itself a list
+        return None
+    return pd.arrays.FloatingArray(data, np.isnan(data))
+
+
+def _texts(values: list[Any]) -> list[str | None]:
+    """Values as text, None where missing; strings, nearly all of them, as they are."""
+    return [v if v.__class__ is str else _text(v) for v in values]
+
+
 def _staging_frame(d: Dataset, parts: list[Part]) -> tuple[pd.DataFrame, set[str]]:
     """The rows as a DataFrame, and the names of the numeric columns already typed.
 
@@ -75,19 +112,21 @@ def _staging_frame(d: Dataset, parts: list[Part]) -> tuple[pd.DataFrame, set[str
     values row by row. Dates and strings always go in as text."""
     columns: dict[str, Any] = {}
     typed: set[str] = set()
-    for name, kind in d.columns:
-        values = _column(parts, name)
+    matrix = _matrix(d, parts)
+    for i, (name, kind) in enumerate(d.columns):
+        values = _column(parts, name) if matrix is None else matrix[:, i]
         if kind == DOUBLE:
-            try:
-                columns[name] = pd.array(values, dtype="Float64")
+            numbers = _floats(values)
+            if numbers is not None:
+                columns[name] = numbers
                 typed.add(name)
                 continue
-            except (TypeError, ValueError):
-                pass
-        columns[name] = pd.array([_text(v) for v in values], dtype=object)
+        columns[name] = pd.array(_texts(list(values)), dtype=object)
     frame = pd.DataFrame(columns)
-    frame["_unit"] = [p.unit_id for p in parts for _ in range(len(p.items))]
-    frame["_seq"] = range(len(frame))
+    frame["_unit"] = np.repeat(
+        np.array([p.unit_id for p in parts], dtype=object), [len(p.items) for p in parts]
+    )
+    frame["_seq"] = np.arange(len(frame))
     return frame, typed
 
 
