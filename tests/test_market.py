@@ -425,6 +425,25 @@ def test_items_are_the_rows_fields_in_order(market: Market, api, params, fields)
     assert rows and market.items(api, params, fields) == [[r[f] for f in fields] for r in rows]
 
 
+@pytest.mark.parametrize(
+    "api, params",
+    [
+        ("income_vip", {"start_date": "20200101", "offset": 40}),
+        ("income_vip", {"start_date": "20200101", "offset": 10, "limit": 3}),
+        ("daily", {"ts_code": "{0}", "offset": 2}),
+        ("income", {"ts_code": "{1}"}),
+    ],
+)
+def test_items_made_up_to_a_most_are_the_first_of_all(late_market: Market, api, params) -> None:
+    codes = late_market.ts_codes()
+    params = {k: str(v).format(*codes) for k, v in params.items()}
+    fields = ["ts_code", "end_date" if "income" in api else "trade_date"]
+    everything = late_market.items(api, params, fields)
+    assert len(everything) >= 3
+    for most in (1, 2, len(everything), len(everything) + 1):
+        assert late_market.items(api, params, fields, most=most) == everything[:most]
+
+
 def test_whole_market_statements_are_the_same_whatever_is_cached() -> None:
     everything, little = Market(SEED, 60, END, cache_size=60), Market(SEED, 60, END, cache_size=8)
     for params in ({}, {"start_date": "20230101", "end_date": "20230630"}, {"period": "20221231"}):

@@ -410,7 +410,9 @@ class TushareServer:
                 items = [[row[f] for f in chosen] for row in self._trade_cal(params)]
                 cap = None
             else:
-                items, cap = self.market.items(api, params, chosen), self.row_caps[api]
+                cap = self.row_caps[api]
+                most = None if cap is None else cap + 1  # one more tells there is more
+                items = self.market.items(api, params, chosen, most=most)
         except PermanentError as exc:
             raise _Refused(BAD_PARAMS, exc.message, "bad_params") from None
         has_more = cap is not None and len(items) > cap

@@ -641,16 +641,23 @@ class Market:
             raise PermanentError(f"请指定正确的接口名: 接口 {api!r} 不存在", api)
         return _page(api, params, rows)
 
-    def items(self, api: str, params: Mapping[str, Any], fields: Sequence[str]) -> list[list]:
+    def items(
+        self, api: str, params: Mapping[str, Any], fields: Sequence[str], most: int | None = None
+    ) -> list[list]:
         """`rows(api, params)` as what goes over the wire: a list of each row's `fields`
         values, in that order. Bars and factors are built as lists from the start: a full
-        history is thousands of rows, and a dict per row was most of what answering cost."""
+        history is thousands of rows, and a dict per row was most of what answering cost.
+
+        `most`: at most that many rows, and no others made — the caller's row cap plus one,
+        to tell there were more. A whole-market statement window paged by `offset` holds
+        tens of thousands of rows; made whole for every page, it kept a core busy."""
         if api in VIP:  # read, not handed out: no copy of each row
-            rows = _page(api, params, self._market_statement_rows(VIP[api], params))
+            rows = _page(api, params, self._market_statement_rows(VIP[api], params), most)
             return [[row[f] for f in fields] for row in rows]
         if api not in (DAILY.api, ADJ_FACTOR.api):
-            return [[row[f] for f in fields] for row in self.rows(api, params)]
-        rows = _page(api, params, self._series_rows(api, params))
+            rows = self.rows(api, params)[:most]
+            return [[row[f] for f in fields] for row in rows]
+        rows = _page(api, params, self._series_rows(api, params), most)
         names = _series_fields(api)
         if list(fields) == names:
             return rows
@@ -802,10 +809,12 @@ def _slice_rows(api: str, code: str, series: _Series, lo: int, hi: int) -> list[
     ]
 
 
-def _page(api: str, params: Mapping[str, Any], rows: list) -> list:
-    """The rows the API's own `offset` and `limit` parameters ask for."""
+def _page(api: str, params: Mapping[str, Any], rows: list, most: int | None = None) -> list:
+    """The rows the API's own `offset` and `limit` parameters ask for, `most` at most."""
     offset = _count_param(api, params, "offset") or 0
     limit = _count_param(api, params, "limit")
+    if most is not None:
+        limit = most if limit is None else min(limit, most)
     return rows[offset : None if limit is None else offset + limit]
 
 

@@ -179,6 +179,6 @@ class SimulatedProvider(Provider):
             fields = fields.split(",")
         names = [f.strip() for f in fields if f.strip()] or d.fields
         names = [name for name in names if name in d.fields]
-        items = self.market.items(api, params, names)
+        items = self.market.items(api, params, names, most=d.row_cap + 1)
         has_more = len(items) > d.row_cap
         return Reply(fields=tuple(names), items=items[: d.row_cap], has_more=has_more)
