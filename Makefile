@@ -68,7 +68,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
-# Everything but bench-completeness, unattended (about 31 minutes): writes BENCHMARKS.md section
+# Everything but bench-completeness, unattended (about 30 minutes): writes BENCHMARKS.md section
 # by section (bench/run.py) and bench/plots/*.png.
 # Bytecode first, as an installed neo has it: on a machine that sets PYTHONDONTWRITEBYTECODE, an
 # editable install would otherwise compile its modules again in every `neo status` timed.

@@ -610,7 +610,7 @@ def header(when: str) -> str:
             "measured. Calls are counted by the Tushare-protocol test server "
             "(tests/tushare_server.py) in its own process, when they arrive — not by neo.",
             "",
-            "Reproduce: `make bench` (everything below but the last section, about 31 minutes); "
+            "Reproduce: `make bench` (everything below but the last section, about 30 minutes); "
             "`.venv/bin/python bench/run.py --sections designs,adherence` (any of: "
             "designs, adherence, fullmarket, redis, saver, overhead, status, limiter) to measure "
             "some again and replace them here; `make bench-quick` (under 3 minutes, prints "
