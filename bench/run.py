@@ -439,9 +439,10 @@ def saver_section(savers: list[dict]) -> list[str]:
         "",
         SV.profile_table(savers),
         "",
-        f"What one flush of a full buffer ({SV.FLUSH_ROWS:,} rows, as 1,000-row frames) spends "
-        "in each step of the saver's own `write()`, milliseconds, mean of the flushes 100,000 "
-        "rows fill: *frame* is neo's Python (the API's rows into a DataFrame), *typing and "
+        f"What one flush of a full buffer ({savers[0]['flush_rows']:,} rows, as 1,000-row "
+        "frames) spends in each step of the saver's own `write()`, milliseconds, mean of the "
+        f"flushes {savers[0]['rows']:,} rows fill: *frame* is neo's Python (the API's rows into "
+        "a DataFrame), *typing and "
         "checks* the SQL that types every value and marks bad rows, *reads after* the "
         "watermarks and the bad-row count.",
         "",
