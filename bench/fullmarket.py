@@ -73,8 +73,8 @@ class Sampler:
         self.status_seconds.append((at, took, backlog))
         for name, q in data["queues"].items():  # why a consumer held back, and how often
             if q.get("throttled"):
-                why = re.sub(r"\d[\d,.]*", "N", q["throttled"].split(":")[0])
-                self.throttled[f"{name}: {why}"] = self.throttled.get(f"{name}: {why}", 0) + 1
+                why = f"{name}: " + re.sub(r"\d[\d,.]*", "N", q["throttled"].split(":")[0])
+                self.throttled[why] = self.throttled.get(why, 0) + 1
         pids = {name: p.get("pid") for name, p in data["processes"].items()}
         pids["server"] = self.server_pid
         for name, pid in pids.items():
@@ -221,8 +221,8 @@ def measure(symbols: int = 5000, timeout: float = 1500.0) -> dict:
         return out
 
 
-def section(r: dict, plot: str | None) -> list[str]:
-    """The BENCHMARKS.md section for one full-market result."""
+def section(r: dict, shown: dict[str, str]) -> list[str]:
+    """The BENCHMARKS.md section for one full-market result; `shown`: its plots' paths."""
     lines = [
         f"## Full market: {r['symbols']:,} symbols from an empty data directory",
         "",
@@ -284,21 +284,23 @@ def section(r: dict, plot: str | None) -> list[str]:
             if "peak_mb" in m
         ),
     ]
-    if plot:
-        lines += ["", f"![memory over the full-market run]({plot})"]
-    if r.get("calls_plot"):
+    if "memory" in shown:
+        lines += ["", f"![memory over the full-market run]({shown['memory']})"]
+    if "calls" in shown:
         lines += [
             "",
             "Calls per minute as the server counted them, per interface, over the whole run "
             "(60 s bins):",
             "",
-            f"![calls per interface over the full-market run]({r['calls_plot']})",
+            f"![calls per interface over the full-market run]({shown['calls']})",
+        ]
+    if "cpu" in shown:
+        lines += [
             "",
             "Cores each process kept busy (psutil, between 5 s samples; the machine has "
             f"{os.cpu_count()}):",
             "",
-            f"![CPU per process over the full-market run]"
-            f"({r['calls_plot'].replace('fullmarket-calls', 'fullmarket-cpu')})",
+            f"![CPU per process over the full-market run]({shown['cpu']})",
         ]
     if "throttled" in r:
         seen = ", ".join(f"{k} in {n}" for k, n in sorted(r["throttled"].items())) or "never"
@@ -310,47 +312,33 @@ def section(r: dict, plot: str | None) -> list[str]:
     return lines + [""]
 
 
-def calls_plot(result: dict) -> str | None:
-    """The calls-per-interface and CPU PNGs for `result`: the first's path, relative to the
-    repository (the second sits beside it, and the section links both)."""
+def plots_of(result: dict) -> dict[str, str]:
+    """The run's PNGs (memory, calls, CPU over time), by name, relative to the repository;
+    none without matplotlib (`make bench` installs it)."""
     try:
         import plots
-
-        path = plots.calls_per_interface(
-            result["arrivals"],
-            f"Full market, {result['symbols']:,} symbols: calls per interface (server)",
-        )
-        plots.cpu_over_time(
-            result["cpu_series"], f"Full market, {result['symbols']:,} symbols: CPU per process"
-        )
-        return str(path.relative_to(ROOT))
-    except (ImportError, KeyError) as exc:  # matplotlib: `make bench` installs it
-        print(f"no plot: {exc}")
-        return None
-
-
-def memory_plot(result: dict) -> str | None:
-    """The memory-over-time PNG for `result`, its path relative to the repository."""
-    try:
-        import plots
-
-        path = plots.memory_over_time(
-            result["memory_series"],
-            f"Full market, {result['symbols']:,} symbols: memory of every process",
-        )
-        return str(path.relative_to(ROOT))
-    except ImportError as exc:  # matplotlib: `make bench` installs it
-        print(f"no plot: {exc}")
-        return None
+    except ImportError as exc:
+        print(f"no plots: {exc}")
+        return {}
+    head = f"Full market, {result['symbols']:,} symbols"
+    made = {
+        "memory": plots.memory_over_time(
+            result["memory_series"], f"{head}: memory of every process"
+        ),
+        "calls": plots.calls_per_interface(
+            result["arrivals"], f"{head}: calls per interface (server)"
+        ),
+        "cpu": plots.cpu_over_time(result["cpu_series"], f"{head}: CPU per process"),
+    }
+    return {name: str(path.relative_to(ROOT)) for name, path in made.items()}
 
 
 def write(result: dict, output: Path) -> list[str]:
-    """Merge the section for `result` into `output` (BENCHMARKS.md), with its memory plot."""
+    """Merge the section for `result` into `output` (BENCHMARKS.md), with its plots."""
     from run import machine, merge
 
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    result["calls_plot"] = calls_plot(result)
-    lines = section(result, memory_plot(result))
+    lines = section(result, plots_of(result))
     lines[2:2] = [f"Measured {when} on {machine()}, by `bench/fullmarket.py`.", ""]
     merge(output, "fullmarket", lines)
     return lines

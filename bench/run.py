@@ -572,8 +572,7 @@ def designs_lines(designs: dict) -> list[str]:
 def fullmarket_lines(result: dict) -> list[str]:
     import fullmarket
 
-    result["calls_plot"] = fullmarket.calls_plot(result)
-    return fullmarket.section(result, fullmarket.memory_plot(result))
+    return fullmarket.section(result, fullmarket.plots_of(result))
 
 
 def sections(quick: bool) -> dict[str, tuple[Callable[[], Any], Callable[[Any], list[str]]]]:
