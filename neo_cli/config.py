@@ -116,6 +116,23 @@ def _host(value: str) -> str:
     return value.strip()
 
 
+BUILT_IN_PROVIDERS = ("simulated", "tushare")
+_FACTORY = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
+
+
+def _provider(value: str) -> str:
+    """A built-in provider, or 'package.module:factory' importable here and callable."""
+    value = value.strip()
+    if value in BUILT_IN_PROVIDERS:
+        return value
+    if not _FACTORY.fullmatch(value):
+        raise ValueError
+    from neo_cli.providers import load_factory
+
+    load_factory(value)  # raises ValueError saying what is missing
+    return value
+
+
 def _zone(value: str) -> str:
     zone(value)
     return value
@@ -227,7 +244,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "port": Key(0, int, 0, 65535),
         "bind": Key("127.0.0.1", validator=_host, help="an IP address or host name to listen on"),
     },
-    "provider": {"name": Key("simulated", choices=("simulated", "tushare"))},
+    "provider": {
+        "name": Key(
+            "simulated",
+            validator=_provider,
+            help="'simulated', 'tushare', or a provider of your own as 'package.module:factory'",
+        )
+    },
     "provider.simulated": {
         "symbols": Key(300, int, 1, 20_000),
         "seed": Key(20240101, int, 0, 2**31),

@@ -263,8 +263,8 @@ def test_registered_flag_names_appear_in_errors(tmp_path: Path, monkeypatch) -> 
         ),
         (
             '[provider]\nname = "Tushare"\n',
-            "invalid [provider] name = 'Tushare' (from {path}); "
-            "allowed: one of 'simulated', 'tushare'",
+            "invalid [provider] name = 'Tushare' (from {path}); allowed: 'simulated', "
+            "'tushare', or a provider of your own as 'package.module:factory'",
         ),
         (
             "[paths]\ndata_dir = 5\n",

@@ -175,10 +175,17 @@ class SimulatedProvider(Provider):
         """The market's rows, cut to the row cap (the newest rows, as they come first) and to
         the asked fields in the asked order; fields the interface lacks are left out."""
         d = dataset(api)
-        if isinstance(fields, str):  # the HTTP protocol's form, "a,b,c"
-            fields = fields.split(",")
-        names = [f.strip() for f in fields if f.strip()] or d.fields
-        names = [name for name in names if name in d.fields]
+        names = asked_fields(api, fields)
         items = self.market.items(api, params, names, most=d.row_cap + 1)
         has_more = len(items) > d.row_cap
         return Reply(fields=tuple(names), items=items[: d.row_cap], has_more=has_more)
+
+
+def asked_fields(api: str, fields: Sequence[str] | str) -> list[str]:
+    """The fields a reply carries: those asked that the interface has, in the asked order
+    (all of them when none are asked). `fields` may be the HTTP protocol's "a,b,c"."""
+    d = dataset(api)
+    if isinstance(fields, str):
+        fields = fields.split(",")
+    names = [f.strip() for f in fields if f.strip()] or d.fields
+    return [name for name in names if name in d.fields]
