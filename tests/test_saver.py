@@ -399,3 +399,51 @@ def test_an_idle_saver_writes_a_partial_batch_once_rows_stop_coming(db, ledger, 
         busy.add("daily", DAILY.fields, daily_rows(A, [f"2024010{i + 2}"]), f"b{i}")
         clock.now += 1.0
     assert busy._due_in(clock.now) == 0.0
+
+
+def _held_after_a_flush(db: Database, saver: BatchSaver, timeout: float = 10.0) -> None:
+    saver.add("daily", DAILY.fields, daily_rows(A, ["20240102", "20240103"]), "u1")
+    deadline = time.monotonic() + timeout
+    while saver.buffered_rows or db.held_left(saver.hold) is None:
+        assert time.monotonic() < deadline, "the flush did not happen"
+        time.sleep(0.005)
+
+
+def test_between_flushes_the_file_stays_open_at_most_hold_seconds(db, ledger, recorder) -> None:
+    saver = BatchSaver(db, ledger, recorder, batch_size=2, batch_timeout=30, hold=0.5).start()
+    try:
+        _held_after_a_flush(db, saver)
+        held_at = time.monotonic()
+        while db.held_left(saver.hold) is not None:
+            assert time.monotonic() - held_at < 3, "the flusher kept the file past its hold"
+            time.sleep(0.01)
+    finally:
+        assert saver.close()
+
+
+READER = """
+import sys, time
+from pathlib import Path
+from neo_cli.db.database import Database
+t = time.monotonic()
+with Database(Path(sys.argv[1])).reader(wait=20) as conn:
+    n = conn.execute("SELECT count(*) FROM daily").fetchone()[0]
+print(n, round(time.monotonic() - t, 3), flush=True)
+"""
+
+
+def test_a_reader_asking_between_flushes_gets_the_file_at_once(db, ledger, recorder) -> None:
+    """Held for a minute's worth of flushes, the file is let go when neo's reader asks."""
+    import subprocess
+    import sys
+
+    saver = BatchSaver(db, ledger, recorder, batch_size=2, batch_timeout=30, hold=60).start()
+    try:
+        _held_after_a_flush(db, saver)
+        out = subprocess.run(
+            [sys.executable, "-c", READER, str(db.path)], capture_output=True, text=True, timeout=60
+        )
+        count, waited = out.stdout.split()
+        assert count == "2" and float(waited) < 2, out
+    finally:
+        assert saver.close()

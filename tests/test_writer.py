@@ -15,7 +15,7 @@ import pytest
 from conftest import locked_by_another_process
 
 from neo_cli.db.database import Database
-from neo_cli.db.schema import QUARANTINE, all_ddl
+from neo_cli.db.schema import QUARANTINE, all_ddl, table_ddl
 from neo_cli.db.writer import Part, WriteResult, catalog, write
 from neo_cli.errors import DatabaseUnavailable
 from neo_cli.tasktypes import ADJ_FACTOR, DAILY, DATASETS, INCOME, STOCK_BASIC, Dataset
@@ -79,6 +79,31 @@ def factors(unit: str, *rows: tuple[str, str, float]) -> Part:
     return Part(ADJ_FACTOR.fields, [list(r) for r in rows], unit)
 
 
+def test_a_table_an_earlier_neo_keyed_is_rebuilt_without_its_key(tmp_path: Path) -> None:
+    """Tables made with a PRIMARY KEY (neo until December 2026) lose it at the next start,
+    rows and views intact; the writer's upsert goes on replacing, never doubling."""
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    conn = duckdb.connect(str(path))
+    ddl = table_ddl(DAILY).replace("\n)", ',\n    PRIMARY KEY ("ts_code", "trade_date")\n)')
+    conn.execute(ddl)
+    conn.execute(
+        "INSERT INTO daily (ts_code, trade_date, close) VALUES "
+        "('000001.SZ', DATE '2024-01-02', 10.0), ('000001.SZ', DATE '2024-01-03', 11.0)"
+    )
+    conn.close()
+    db = Database(path)
+    db.ensure_schema()
+    kinds = {t for (t,) in query(db, "SELECT constraint_type FROM duckdb_constraints()")}
+    assert "PRIMARY KEY" not in kinds
+    save(db, DAILY, bars("u", bar(A, "20240103", 12.0), bar(A, "20240104", 13.0)))
+    assert closes(db) == {(A, "20240102"): 10.0, (A, "20240103"): 12.0, (A, "20240104"): 13.0}
+    assert query(db, "SELECT count(*) FROM daily_qfq") == [(3,)]
+    db.ensure_schema()  # once: nothing left to rebuild
+    assert query(db, "SELECT count(*) FROM daily") == [(3,)]
+
+
 def closes(db: Database) -> dict[tuple[str, str], float | None]:
     return {
         (code, day.strftime("%Y%m%d")): close
@@ -92,12 +117,12 @@ def closes(db: Database) -> dict[tuple[str, str], float | None]:
 def test_schema_creates_every_table_the_view_and_quarantine(db: Database) -> None:
     names = {n for (n,) in query(db, "SELECT table_name FROM information_schema.tables")}
     assert names >= set(DATASETS) | {"daily_qfq", "daily_hfq", QUARANTINE}
-    keys = query(
+    constraints = query(
         db,
-        "SELECT constraint_text FROM duckdb_constraints() "
-        "WHERE table_name = 'daily' AND constraint_type = 'PRIMARY KEY'",
-    )
-    assert keys == [("PRIMARY KEY(ts_code, trade_date)",)]
+        "SELECT constraint_type, constraint_column_names FROM duckdb_constraints() "
+        "WHERE table_name = 'daily' ORDER BY 2",
+    )  # keys NOT NULL, and no index to maintain: the writer keeps them unique
+    assert constraints == [("NOT NULL", ["trade_date"]), ("NOT NULL", ["ts_code"])]
     types = dict(
         query(
             db,

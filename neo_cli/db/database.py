@@ -14,6 +14,7 @@ consumers run: they read the catalog.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import threading
@@ -25,7 +26,7 @@ from pathlib import Path
 import duckdb
 
 from neo_cli.backoff import Backoff
-from neo_cli.db.schema import all_ddl
+from neo_cli.db.schema import all_ddl, keyed_tables, unkey
 from neo_cli.errors import DatabaseUnavailable
 from neo_cli.locks import FileLock
 
@@ -46,9 +47,15 @@ def explain(path: Path, exc: Exception) -> str:
 
 
 def is_locked(exc: Exception) -> bool:
-    return "Could not set lock" in str(exc) or "Conflicting lock" in str(exc)
+    """The file is held by a writer: another process's (a lock), or this process's own (its
+    connection's configuration differs), which lets go when asked just the same."""
+    text = str(exc)
+    return any(
+        m in text for m in ("Could not set lock", "Conflicting lock", "different configuration")
+    )
 
 
+log = logging.getLogger("neo.database")
 READ_WANTED_FOR = 10.0  # seconds a reader's request keeps the writer out (a dead reader's ends)
 
 
@@ -95,6 +102,16 @@ class Database:
             except BaseException:
                 self._close_held()
                 raise
+
+    def held_left(self, hold: float) -> float | None:
+        """Seconds the held connection may stay open (`held`'s rule: younger than `hold`, no
+        reader asking); 0 when it is due to close, None when none is held."""
+        with self._held_lock:
+            if self._held is None:
+                return None
+            if self._reader_waiting():
+                return 0.0
+            return max(0.0, self._held[2] + hold - time.monotonic())
 
     def let_go(self) -> None:
         """Close a held connection (checkpointing it), so readers may open the file."""
@@ -146,10 +163,25 @@ class Database:
             turn.__exit__()
 
     def ensure_schema(self) -> None:
+        """Create what is missing; rebuild without its primary key a table an earlier neo
+        made with one (once; a failed rebuild leaves it keyed, which works, only slower)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.writer() as conn:
             for ddl in all_ddl():
                 conn.execute(ddl)
+            keyed = keyed_tables(conn)
+            for d in keyed:
+                started = time.monotonic()
+                try:
+                    unkey(conn, d)
+                except duckdb.Error as exc:
+                    log.warning("%s keeps its primary key: rebuild failed: %s", d.table, exc)
+                    continue
+                log.info("%s rebuilt without its primary key in %.1fs", d.table,
+                         time.monotonic() - started)  # fmt: skip
+            if keyed:
+                for ddl in all_ddl():  # the views, over the rebuilt tables
+                    conn.execute(ddl)
 
     @contextmanager
     def reader(

@@ -7,12 +7,41 @@ from neo_cli.tasktypes import DATASETS, Dataset
 QUARANTINE = "_quarantine"
 
 
-def table_ddl(d: Dataset) -> str:
+def table_ddl(d: Dataset, name: str | None = None) -> str:
+    """The table of `d` (under `name`, for a rebuild). Its keys are NOT NULL but not a PRIMARY
+    KEY: the one writer (the flusher, turn-taking through a lock file) deletes every key of a
+    batch before inserting the batch's last copy of each, in one transaction, so a key is never
+    doubled; DuckDB's index for a primary key made every write maintain it and every
+    checkpoint rewrite it — 2.5x the cost of an update, 4x the file (BENCHMARKS.md)."""
     cols = ",\n    ".join(
-        f'"{name}" {kind}' + (" NOT NULL" if name in d.keys else "") for name, kind in d.columns
+        f'"{col}" {kind}' + (" NOT NULL" if col in d.keys else "") for col, kind in d.columns
     )
-    keys = ", ".join(f'"{k}"' for k in d.keys)
-    return f"CREATE TABLE IF NOT EXISTS {d.table} (\n    {cols},\n    PRIMARY KEY ({keys})\n)"
+    return f"CREATE TABLE IF NOT EXISTS {name or d.table} (\n    {cols}\n)"
+
+
+def keyed_tables(conn) -> list[Dataset]:
+    """Tables an earlier neo made with a PRIMARY KEY, to be rebuilt without it."""
+    rows = conn.execute(
+        "SELECT DISTINCT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+    ).fetchall()
+    names = {name for (name,) in rows}
+    return [d for d in DATASETS.values() if d.table in names]
+
+
+def unkey(conn, d: Dataset) -> None:
+    """Rebuild `d.table` without its primary key, in one transaction (on any error it stays
+    as it was: keyed tables still work, only slower)."""
+    cols = ", ".join(f'"{col}"' for col, _ in d.columns)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.execute(table_ddl(d, f"{d.table}__unkeyed"))
+        conn.execute(f"INSERT INTO {d.table}__unkeyed ({cols}) SELECT {cols} FROM {d.table}")
+        conn.execute(f"DROP TABLE {d.table}")
+        conn.execute(f"ALTER TABLE {d.table}__unkeyed RENAME TO {d.table}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 # Adjusted prices are computed on read from raw bars and factors, so they are never stale.
