@@ -426,7 +426,8 @@ def saver_section(savers: list[dict]) -> list[str]:
         "through history. The ceiling is DuckDB's own bulk write of the same typed rows in one "
         "transaction (an append for fresh rows, delete + insert for updates); beside it the same "
         "statements in transactions of 1,000 rows, as the saver commits them; the floor is one "
-        "`INSERT OR REPLACE` per row.",
+        "upsert per row (DELETE of its key + INSERT, a transaction each). The tables are keyed "
+        "NOT NULL without a PRIMARY KEY, as neo makes them (neo_cli/db/schema.py).",
         "",
         SV.table(savers),
         "",

@@ -6,7 +6,8 @@ Every value arrives as the API sent it and is staged as text, then typed in SQL 
 missing key or an unparseable value go to `_quarantine` with the reason, the rest are saved.
 Within a batch the last copy of a key wins. The upsert is `DELETE … USING` + `INSERT`, not
 `ON CONFLICT`: DuckDB runs the latter as a merge that falls to ~2k rows/s once updated keys are
-scattered through history, while delete+insert stays fast either way.
+scattered through history, while delete+insert stays fast either way — and it needs no primary
+key, whose index cost more than the writes (neo_cli/db/schema.py).
 """
 
 from __future__ import annotations
@@ -212,18 +213,10 @@ def write(conn: duckdb.DuckDBPyConnection, d: Dataset, parts: list[Part]) -> Wri
     ).fetchone()[0]
 
     if d.date_field:
-        result.watermarks = dict(
-            conn.execute(
-                f"SELECT ts_code, strftime(max(\"{d.date_field}\"), '%Y%m%d') {good} "
-                "GROUP BY ts_code"
-            ).fetchall()
-        )
+        result.watermarks = dict(conn.execute(_watermarks_sql(d, good)).fetchall())
     if d.api == "stock_basic":
-        result.symbols = conn.execute(
-            "SELECT ts_code, name, list_status, strftime(list_date, '%Y%m%d'), "
-            f"strftime(delist_date, '%Y%m%d') {good} "
-            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _seq DESC) = 1"
-        ).fetchall()
+        latest = f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _seq DESC) = 1"
+        result.symbols = conn.execute(f"{_symbols_sql(good)} {latest}").fetchall()
     return result  # _staged stays until the next write replaces it: a DROP is a statement
 
 
@@ -235,15 +228,21 @@ def catalog(conn: duckdb.DuckDBPyConnection, datasets: list[Dataset]):
     for d in datasets:
         rows[d.api] = conn.execute(f"SELECT count(*) FROM {d.table}").fetchone()[0]
         if d.date_field:
-            watermarks[d.api] = dict(
-                conn.execute(
-                    f"SELECT ts_code, strftime(max(\"{d.date_field}\"), '%Y%m%d') "
-                    f"FROM {d.table} GROUP BY ts_code"
-                ).fetchall()
-            )
+            watermarks[d.api] = dict(conn.execute(_watermarks_sql(d, f"FROM {d.table}")).fetchall())
         if d.api == "stock_basic":
-            symbols = conn.execute(
-                "SELECT ts_code, name, list_status, strftime(list_date, '%Y%m%d'), "
-                "strftime(delist_date, '%Y%m%d') FROM stock_basic"
-            ).fetchall()
+            symbols = conn.execute(_symbols_sql(f"FROM {d.table}")).fetchall()
     return watermarks, symbols, rows
+
+
+# What the catalog keeps, read from a flush's good rows (`write`) or a whole table (`catalog`).
+def _watermarks_sql(d: Dataset, source: str) -> str:
+    """Each symbol's newest date ('YYYYMMDD') in `source` ("FROM … [WHERE …]")."""
+    return f"SELECT ts_code, strftime(max(\"{d.date_field}\"), '%Y%m%d') {source} GROUP BY ts_code"
+
+
+def _symbols_sql(source: str) -> str:
+    """(ts_code, name, list_status, list_date, delist_date) of the stock list in `source`."""
+    return (
+        "SELECT ts_code, name, list_status, strftime(list_date, '%Y%m%d'), "
+        f"strftime(delist_date, '%Y%m%d') {source}"
+    )

@@ -15,9 +15,10 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from neo_cli.dates import CHINA
 from neo_cli.errors import InputError, PermanentError, RateLimited, TransientError
 from neo_cli.providers.base import RATE_LIMIT_MESSAGE, Provider, Reply
 from neo_cli.providers.market import FIRST_DAY, Market
@@ -40,7 +41,6 @@ DEFAULTS: dict[str, Any] = {
     "deny_symbols": "",
 }
 WINDOW_SECONDS = 60.0
-CHINA = timezone(timedelta(hours=8))  # Asia/Shanghai has had no daylight saving since 1991
 
 
 def market_end_date(text: str | date) -> date:
