@@ -57,6 +57,9 @@ def is_locked(exc: Exception) -> bool:
 
 log = logging.getLogger("neo.database")
 READ_WANTED_FOR = 10.0  # seconds a reader's request keeps the writer out (a dead reader's ends)
+# Seconds the file stays closed each time the writer lets go: a reader that only retries (the
+# duckdb CLI, a notebook, another program) would otherwise seldom find it free under load.
+READER_GAP = 0.05
 
 
 class Database:
@@ -68,6 +71,7 @@ class Database:
         self.read_wanted = path.with_name(path.name + ".read")
         self._held: tuple[FileLock, duckdb.DuckDBPyConnection, float] | None = None
         self._held_lock = threading.Lock()
+        self._released_at = float("-inf")  # when a held connection was last closed
 
     def _reader_waiting(self) -> bool:
         try:
@@ -86,6 +90,7 @@ class Database:
             ):
                 self._close_held()
             if self._held is None:
+                time.sleep(max(0.0, self._released_at + READER_GAP - time.monotonic()))
                 deadline = time.monotonic() + 1.0
                 while self._reader_waiting() and time.monotonic() < deadline:
                     time.sleep(0.01)  # a reader asked first: let it in
@@ -126,6 +131,7 @@ class Database:
                 conn.close()
             finally:
                 turn.__exit__()
+                self._released_at = time.monotonic()
 
     def _turn(self, wait: float) -> FileLock:
         try:

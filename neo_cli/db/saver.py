@@ -155,10 +155,10 @@ class BatchSaver:
     HOLD_POLL = 0.02  # seconds between looks for a reader asking, while the file is held
 
     def _run(self) -> None:
-        """Flush when due. Between flushes the file stays open for the next one until it is
-        `hold` seconds old or a reader asks: closing it checkpoints the WAL, which cost a
-        quarter of the flusher's time when it closed after every flush that found nothing
-        waiting (under load, the next batch was arriving while it closed)."""
+        """Flush when due. While rows keep coming the file stays open between flushes until
+        it is `hold` seconds old or a reader asks: closing it checkpoints the WAL, which cost
+        a quarter of the flusher's time when it closed after every flush that found less
+        than a batch waiting (under load, the next batch was arriving while it closed)."""
         while True:
             with self._cond:
                 while not self._stopping:
@@ -219,7 +219,11 @@ class BatchSaver:
             self._failures = 0
             self.last_error = ""
             more = self._due_in(self.clock()) == 0
-        if not (more or keep):  # the file stays open only for a flush that is already due
+            coming = self._buffered > 0  # rows have come during the flush: more will follow
+        # The file stays open for a flush already due, or (the flusher's) for one that rows
+        # are on their way to; with nothing buffered it is closed before the ledger says
+        # saved, so whoever waits for that finds the file free.
+        if not (more or (keep and coming)):
             self.database.let_go()
         self.recorder.gauge("db_error", "")
         self._record({api: g.parts for api, g in taken.items()}, results, self.clock() - started)
