@@ -10,7 +10,8 @@
 
 Both use neo's own pieces where the design does not differ: the Tushare client, the call
 spacing (an in-memory limiter per interface: one process), the upsert (`db.writer.write`)
-and the writer's turn-taking lock. One task per (interface, symbol), the whole history.
+and the writer's turn-taking lock. One task per (interface, symbol), one call each (no paging:
+bench/designs.py asks for histories that fit the row cap).
 
     python bench/baseline.py consume --design shared --home DIR --url URL --workers 50
     python bench/baseline.py enqueue --design shared --home DIR --url URL

@@ -370,9 +370,11 @@ def designs_section(designs: dict, plot: str | None) -> list[str]:
         "## The seed's scenario: three designs, one budget of 1,200 calls/min",
         "",
         f"daily and adj_factor 300/min, income, balancesheet and cashflow 200/min; a "
-        f"{designs['symbols']}-symbol market, one task per (interface, symbol) with its whole "
-        "history (neo's planner set to one symbol per call, so all three make the same calls), "
-        "real saves into DuckDB. Each design on a fresh protocol server in its own process, "
+        f"{designs['symbols']}-symbol market, one task per (interface, symbol) from "
+        f"{designs['start'][:4]} — every history under the 6,000-row cap, so neo's planner "
+        "(set to one symbol per call) makes the calls the baselines make and all three get the "
+        "same rows —, real saves into DuckDB. Each design on a fresh protocol server in its "
+        "own process, "
         f"one after another in this run; a steady stretch of {designs['seconds']:.0f} s after "
         f"a {designs['warmup']:.0f} s warm-up. Rows saved are read from the DuckDB file at "
         "both ends of the stretch.",
