@@ -408,6 +408,11 @@ def designs_section(designs: dict, plot: str | None) -> list[str]:
     if plot:
         lines += ["", f"![calls/min over time per design]({plot})"]
     lines.append(f"\nTarget: neo ≥ 98% of {budget:,} and ≥ 1.9× the shared pool.")
+    lines.append(
+        "\nWhere the shared pool's workers spend their time: `bench/profile_shared.py` "
+        "(py-spy on them, idle included; not part of `make bench`, as the profiler slows what "
+        "it watches)."
+    )
     return lines + [""]
 
 
