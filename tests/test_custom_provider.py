@@ -62,12 +62,20 @@ def test_a_factory_that_is_not_there_is_one_line_at_load(tmp_path, monkeypatch, 
     )
 
 
-def test_a_factory_that_returns_no_provider_is_refused(tmp_path, monkeypatch) -> None:
-    (tmp_path / "not_a_provider.py").write_text("def make(settings):\n    return 42\n")
+@pytest.mark.parametrize(
+    ("module", "body", "why"),
+    [
+        ("gives_an_int", "return 42", "returned int, not a Provider"),
+        ("raises_in_factory", "raise KeyError('token')", "failed: KeyError: 'token'"),
+    ],
+)
+def test_a_factory_that_builds_no_provider_is_one_line(tmp_path, monkeypatch, module, body, why):
+    (tmp_path / f"{module}.py").write_text(f"def make(settings):\n    {body}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    settings = configured(tmp_path, "not_a_provider:make")
-    with pytest.raises(InputError, match="returned int, not a Provider"):
+    settings = configured(tmp_path, f"{module}:make")
+    with pytest.raises(InputError) as caught:
         build_provider(settings)
+    assert str(caught.value) == f"[provider] name = '{module}:make' {why}"
 
 
 @pytest.mark.slow

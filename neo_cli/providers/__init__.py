@@ -20,7 +20,14 @@ def build_provider(settings: Settings, pace: Callable[[str], None] | None = None
     timeout = settings.values["fast"]["call_timeout"]
     provider: Provider
     if ":" in name:
-        provider = load_factory(name)(settings)
+        try:
+            provider = load_factory(name)(settings)
+        except ValueError as exc:  # the module went missing since the config was loaded
+            raise InputError(f"[provider] name = {name!r}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - the user's factory: any error is theirs
+            raise InputError(
+                f"[provider] name = {name!r} failed: {type(exc).__name__}: {exc}"
+            ) from None
         if not isinstance(provider, Provider):
             raise InputError(
                 f"[provider] name = {name!r} returned {type(provider).__name__}, not a Provider"
