@@ -3,8 +3,9 @@
 
 The simulated market's universe and calendar, but every daily or adj_factor call is answered at
 once with one row per symbol asked, dated the last day asked, made from the call's own
-parameters. The simulated provider builds a stock's whole history (about 1.7 ms of CPU) to answer
-a one-day query: that is the API's cost, not neo's, and an API that costs nothing has none.
+parameters. The simulated provider builds a stock's whole history to answer a one-day query
+(bench/overhead.py measures how long: `simulated_ms`): that is the API's cost, not neo's, and an
+API that costs nothing has none.
 Limits, latency and faults are the simulated provider's own (the benchmark sets them to nothing).
 """
 

@@ -9,10 +9,10 @@
           number of thread workers as neo's download consumer, passing no-op tasks
 
 The built-in simulated provider is not used: it builds a stock's whole history (`simulated_ms`
-of CPU, in the fast consumer's process) to answer a one-day query, which was 58% of that
-process's time here — the API's cost, not neo's. Both are timed over the steady middle of the
-drain (from 10% to 90% of the work done), so the start-up of processes counts for neither.
-Target: neo ≥ 50% of bare Huey.
+of CPU, in the fast consumer's process) to answer a one-day query — 58% of that process's
+py-spy samples in the 2026-12-03 run — the API's cost, not neo's. Both are timed over the
+steady middle of the drain (from 10% to 90% of the work done), so the start-up of processes
+counts for neither. Target: neo ≥ 50% of bare Huey.
 
     .venv/bin/python bench/overhead.py [--symbols 20000] [--tasks 20000]
 """
@@ -233,10 +233,10 @@ def simulated_reply_ms(symbols: int, calls: int = 200) -> float:
     """CPU milliseconds the built-in simulated market takes to answer the one-day query of a
     stock it has not answered before (the drain's every call), mean of `calls` stocks."""
     from neo_cli.providers.market import Market
-    from neo_cli.providers.simulated import market_end_date
+    from neo_cli.providers.simulated import DEFAULTS, market_end_date
     from neo_cli.tasktypes import DAILY
 
-    market = Market(20240101, symbols, market_end_date(DAY))
+    market = Market(DEFAULTS["seed"], symbols, market_end_date(DAY))
     codes = market.ts_codes("L")[:calls]
     params = {"start_date": DAY, "end_date": DAY}
     started = time.process_time()

@@ -85,9 +85,7 @@ class Database:
         than `hold` seconds and no reader asked for the file (`let_go()` closes it). A
         failure inside closes it: the next flush starts from a fresh connection."""
         with self._held_lock:
-            if self._held is not None and (
-                time.monotonic() - self._held[2] >= hold or self._reader_waiting()
-            ):
+            if self._held is not None and self._left(hold) == 0:
                 self._close_held()
             if self._held is None:
                 time.sleep(max(0.0, self._released_at + READER_GAP - time.monotonic()))
@@ -112,11 +110,13 @@ class Database:
         """Seconds the held connection may stay open (`held`'s rule: younger than `hold`, no
         reader asking); 0 when it is due to close, None when none is held."""
         with self._held_lock:
-            if self._held is None:
-                return None
-            if self._reader_waiting():
-                return 0.0
-            return max(0.0, self._held[2] + hold - time.monotonic())
+            return None if self._held is None else self._left(hold)
+
+    def _left(self, hold: float) -> float:
+        """Of the held connection (under `_held_lock`): 0 once `hold` old or a reader asks."""
+        if self._reader_waiting():
+            return 0.0
+        return max(0.0, self._held[2] + hold - time.monotonic())
 
     def let_go(self) -> None:
         """Close a held connection (checkpointing it), so readers may open the file."""
